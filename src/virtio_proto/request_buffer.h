@@ -1,0 +1,78 @@
+// RequestBuffer: the guest's ccmd channel to the host (Mesa's vdrm.c role). Packs requests back to
+// back in a 16 KiB buffer, gives each a seqno (Q1) and, when it has a response, a slot in the
+// shared page's response area (Q7); flushes to ring 0 when full, before a blob create or a submit
+// (so the host sees earlier requests first: Q4/Q5, D4), and when a caller needs a response.
+// Thread-safe: one lock orders seqnos, buffered bytes and transport calls.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "transport.h"
+#include "vdrm_wire.h"
+
+namespace fdnc {
+
+struct RequestStats {
+    uint64_t ccmds = 0;   // requests sent (buffered, tunnelled and submits)
+    uint64_t batches = 0; // transport calls that carried ccmds
+    uint64_t bytes = 0;   // ccmd bytes sent
+};
+
+class RequestBuffer {
+public:
+    // shmem: the mapped shared page (wire::msm_shmem at its start), shmem_size bytes.
+    RequestBuffer(Transport& transport, void* shmem, uint32_t shmem_size);
+
+    // Appends one request (hdr.cmd and hdr.len already set, len a multiple of 4 and <= 16 KiB);
+    // fills hdr.seqno and, when rsp_size > 0, hdr.rsp_off (pre-writing the slot's len, R3).
+    // Returns the seqno, or 0 on failure (*err = -errno).
+    uint32_t enqueue(std::span<uint8_t> req, uint32_t rsp_size = 0, int* err = nullptr);
+
+    // Sends the buffered requests (one execbuf on ring 0, no fence). 0 or -errno.
+    int flush();
+
+    // Q4: flush, then create the blob with `req` (e.g. GEM_NEW, seqno assigned here) tunnelled.
+    int create_blob(BlobCreateArgs args, std::span<uint8_t> req, uint32_t* handle);
+
+    // Q5: flush, then execbuf `req` alone on ring_idx with an out fence.
+    int submit(std::span<uint8_t> req, uint32_t ring_idx, TransportFence* fence, int in_fence_fd = -1);
+
+    // Q6: enqueue with a response slot, flush with a ring-0 fence, wait for it, then for
+    // shmem.seqno to reach the request; copies the response into rsp. 0 or -errno
+    // (-ETIMEDOUT, -EPIPE when the host is gone, -EPROTO when the slot is garbage).
+    int send_sync(std::span<uint8_t> req, std::span<uint8_t> rsp, int64_t timeout_ns);
+
+    // Waits until the host has processed every request up to `seqno` (flushing first).
+    int wait_seqno(uint32_t seqno, int64_t timeout_ns);
+
+    // The host's progress as written in the shared page (signed-difference comparison).
+    uint32_t host_seqno() const;
+    static bool seqno_passed(uint32_t current, uint32_t target) {
+        return static_cast<int32_t>(current - target) >= 0;
+    }
+
+    RequestStats stats() const;
+    Transport& transport() { return transport_; }
+
+private:
+    int flush_locked();
+    uint32_t alloc_rsp_locked(uint32_t size);
+
+    Transport& transport_;
+    volatile uint8_t* shmem_;
+    uint32_t shmem_size_;
+    uint32_t rsp_mem_offset_;
+
+    mutable std::mutex lock_;
+    std::vector<uint8_t> buf_;
+    uint32_t next_seqno_ = 0;
+    uint32_t next_rsp_off_ = 0;
+    uint32_t buffered_ccmds_ = 0;
+    RequestStats stats_;
+};
+
+} // namespace fdnc

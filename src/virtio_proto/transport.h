@@ -1,0 +1,87 @@
+// Transport: how a guest native context reaches its host. One interface, three implementations
+// (inproc here; virtgpu = guest kernel ioctls; vtest = virglrenderer's socket). Only bytes, ids,
+// fds and fence points cross it, so a transport may live in another process or another VM.
+//
+// Fences: every execbuf that asks for one gets a point on a per-ring timeline that the transport
+// numbers itself (1, 2, 3, ... per ring). Ring 0 is the host CPU timeline (requests only); ring
+// r >= 1 is the GPU timeline of submitqueue priority r-1 (PROTOCOL.md F1). A point is signaled when
+// the host retired it; waiting on point p implies every earlier point of that ring is done.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace fdnc {
+
+struct BlobCreateArgs {
+    uint32_t blob_mem = 0;   // wire::VIRTGPU_BLOB_MEM_*
+    uint32_t blob_flags = 0; // wire::VIRTGPU_BLOB_FLAG_*
+    uint64_t size = 0;       // multiple of the page size (B10)
+    uint64_t blob_id = 0;    // 0 = the shared page (B7), else a GEM_NEW's blob_id
+    // ccmds the host runs before it looks up blob_id (the tunnelled GEM_NEW, §3.5); may be empty.
+    std::span<const uint8_t> cmd;
+};
+
+struct TransportFence {
+    uint32_t ring_idx = 0;
+    uint64_t point = 0; // 0 = no fence
+    explicit operator bool() const { return point != 0; }
+};
+
+struct ExecbufArgs {
+    std::span<const uint8_t> cmd; // a ccmd stream, 4-byte aligned length
+    uint32_t ring_idx = 0;
+    bool fence_out = false; // create a fence on ring_idx after these commands
+    int in_fence_fd = -1;   // sync_file the host waits for first; -1 for none (not consumed)
+};
+
+struct TransportInfo {
+    std::string name;              // "inproc", "virtgpu", "vtest"
+    std::string detail;            // device path, socket path, ...
+    bool host_assigns_res_id;      // vtest: res_id known only after the server replies
+    uint32_t host_page_size = 4096;
+};
+
+class Transport {
+public:
+    virtual ~Transport() = default;
+
+    virtual TransportInfo info() const = 0;
+
+    // Copies min(out.size(), host size) bytes of capset (id, version); the rest of `out` is
+    // zeroed. Returns the host's capset size in bytes, or -errno (-ENOENT: host lacks the capset).
+    virtual int get_capset(uint32_t capset_id, uint32_t version, std::span<uint8_t> out) = 0;
+
+    // Creates the context with `num_rings` fence timelines (ring 0 included). Once, first.
+    virtual int context_init(uint32_t capset_id, uint32_t num_rings) = 0;
+
+    // Creates a blob resource; returns a transport-local handle (never 0) in *handle.
+    // Never waits for the host: errors of the tunnelled ccmd surface later (async_error).
+    virtual int create_blob(const BlobCreateArgs& args, uint32_t* handle) = 0;
+
+    // The resource id the host knows the blob by. May wait on vtest (pipelined reply); immediate
+    // elsewhere. Counts as a host wait only where it really blocks (`*waited` set).
+    virtual int resource_id(uint32_t handle, uint32_t* res_id, bool* waited = nullptr) = 0;
+
+    // Sends a ccmd stream; with fence_out a fence point on args.ring_idx is returned.
+    virtual int execbuf(const ExecbufArgs& args, TransportFence* out_fence) = 0;
+
+    // 0 when the point has signaled, -ETIMEDOUT after timeout_ns (0 = poll), -errno on failure
+    // (-EPIPE: the host is gone).
+    virtual int wait_fence(TransportFence fence, int64_t timeout_ns) = 0;
+
+    // CPU mapping of a mappable blob; *ptr stays valid until unmap_blob or close_blob.
+    virtual int map_blob(uint32_t handle, uint64_t size, void** ptr) = 0;
+    virtual void unmap_blob(uint32_t handle, void* ptr, uint64_t size) = 0;
+
+    // Drops the guest's reference; the host detaches the resource (B15).
+    virtual int close_blob(uint32_t handle) = 0;
+
+    // dma-buf style sharing: export returns a new fd owned by the caller; import returns a handle
+    // (the same handle again for a resource already known: dedup) and the resource size.
+    virtual int export_blob_fd(uint32_t handle, int* fd) = 0;
+    virtual int import_blob_fd(int fd, uint32_t* handle, uint64_t* size) = 0;
+};
+
+} // namespace fdnc
