@@ -1,0 +1,329 @@
+#include "guest_alloc/iova_heap.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+
+namespace fdnc {
+
+namespace {
+
+constexpr uint64_t kMaxPage = 1ull << 52;  // 2^64 bytes in pages
+constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
+constexpr unsigned kInitialBucketBits = 6;
+
+}  // namespace
+
+IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
+    std::fill(std::begin(bin_head_), std::end(bin_head_), kNil);
+    start_page_ = (start >> kPageShift) + ((start & (kPageSize - 1)) != 0 ? 1 : 0);
+    const bool overflows = size > ~0ull - start;
+    end_page_ = overflows ? kMaxPage : (start + size) >> kPageShift;
+    if (end_page_ < start_page_)
+        end_page_ = start_page_;
+
+    buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
+    bucket_shift_ = 64 - kInitialBucketBits;
+    nodes_.reserve(64);
+
+    sentinel_ = new_node();
+    nodes_[sentinel_].page_flags = end_page_;  // never free, so never merged
+    if (end_page_ > start_page_) {
+        const uint32_t n = new_node();
+        nodes_[n].page_flags = start_page_;
+        nodes_[n].phys_next = sentinel_;
+        nodes_[sentinel_].phys_prev = n;
+        insert_free(n);
+    }
+}
+
+void IovaHeap::reserve(uint32_t live_ranges) {
+    // Each live range can have one free block beside it.
+    nodes_.reserve(size_t{2} * live_ranges + 2);
+    while (buckets_.size() < live_ranges)
+        hash_grow();
+}
+
+// ---- size classes --------------------------------------------------------------------------
+
+unsigned IovaHeap::bin_of(uint64_t pages) {
+    if (pages < kSlCount)
+        return static_cast<unsigned>(pages);
+    const unsigned msb = 63 - static_cast<unsigned>(std::countl_zero(pages));
+    const unsigned sl = static_cast<unsigned>(pages >> (msb - kSlBits)) & (kSlCount - 1);
+    return (msb - (kSlBits - 1)) * kSlCount + sl;
+}
+
+unsigned IovaHeap::bin_round_up(uint64_t pages) {
+    if (pages >= kMaxPage)
+        return kBinCount;
+    if (pages >= kSlCount) {
+        const unsigned msb = 63 - static_cast<unsigned>(std::countl_zero(pages));
+        pages += (1ull << (msb - kSlBits)) - 1;
+    }
+    return bin_of(pages);
+}
+
+unsigned IovaHeap::first_bin_from(unsigned bin) const {
+    if (bin >= kBinCount)
+        return kBinCount;
+    unsigned fl = bin / kSlCount;
+    const uint32_t row = sl_bitmap_[fl] & (~0u << (bin % kSlCount));
+    if (row != 0)
+        return fl * kSlCount + static_cast<unsigned>(std::countr_zero(row));
+    if (fl + 1 >= kFlCount)
+        return kBinCount;
+    const uint64_t rows = fl_bitmap_ & (~0ull << (fl + 1));
+    if (rows == 0)
+        return kBinCount;
+    fl = static_cast<unsigned>(std::countr_zero(rows));
+    return fl * kSlCount + static_cast<unsigned>(std::countr_zero(sl_bitmap_[fl]));
+}
+
+// ---- node pool and free lists --------------------------------------------------------------
+
+uint32_t IovaHeap::new_node() {
+    if (pool_free_ != kNil) {
+        const uint32_t n = pool_free_;
+        pool_free_ = nodes_[n].link_next;
+        return n;
+    }
+    nodes_.push_back(Node{0, kNil, kNil, kNil, kNil});
+    return static_cast<uint32_t>(nodes_.size() - 1);
+}
+
+void IovaHeap::release_node(uint32_t n) {
+    nodes_[n].link_next = pool_free_;
+    pool_free_ = n;
+}
+
+void IovaHeap::insert_free(uint32_t n) {
+    Node& node = nodes_[n];
+    node.page_flags |= kFreeFlag;
+    const unsigned bin = bin_of(block_pages(n));
+    const uint32_t head = bin_head_[bin];
+    node.link_prev = kNil;
+    node.link_next = head;
+    if (head != kNil)
+        nodes_[head].link_prev = n;
+    bin_head_[bin] = n;
+    sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
+    fl_bitmap_ |= 1ull << (bin / kSlCount);
+}
+
+void IovaHeap::remove_free(uint32_t n) {
+    Node& node = nodes_[n];
+    const unsigned bin = bin_of(block_pages(n));
+    if (node.link_prev != kNil)
+        nodes_[node.link_prev].link_next = node.link_next;
+    else
+        bin_head_[bin] = node.link_next;
+    if (node.link_next != kNil)
+        nodes_[node.link_next].link_prev = node.link_prev;
+    if (bin_head_[bin] == kNil) {
+        const unsigned fl = bin / kSlCount;
+        sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
+        if (sl_bitmap_[fl] == 0)
+            fl_bitmap_ &= ~(1ull << fl);
+    }
+    node.page_flags &= ~kFreeFlag;
+}
+
+// Takes [first_page, first_page + pages) out of free block n (already off its list): the front
+// padding and the tail stay free blocks of their own. Returns the live node.
+uint32_t IovaHeap::carve(uint32_t n, uint64_t first_page, uint64_t pages) {
+    uint32_t live = n;
+    if (first_page != page(n)) {
+        live = new_node();
+        Node& front = nodes_[n];
+        Node& mid = nodes_[live];
+        mid.page_flags = first_page;
+        mid.phys_prev = n;
+        mid.phys_next = front.phys_next;
+        nodes_[front.phys_next].phys_prev = live;
+        front.phys_next = live;
+        insert_free(n);
+    }
+    const uint64_t end = first_page + pages;
+    if (end != page(nodes_[live].phys_next)) {
+        const uint32_t tail = new_node();
+        Node& mid = nodes_[live];
+        Node& t = nodes_[tail];
+        t.page_flags = end;
+        t.phys_prev = live;
+        t.phys_next = mid.phys_next;
+        nodes_[mid.phys_next].phys_prev = tail;
+        mid.phys_next = tail;
+        insert_free(tail);
+    }
+    return live;
+}
+
+// ---- alloc / free --------------------------------------------------------------------------
+
+std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
+    if (size == 0 || !std::has_single_bit(align) || size > ~0ull - (kPageSize - 1)) {
+        ++failed_allocs_;
+        return std::nullopt;
+    }
+    const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
+    const uint64_t align_pages = align > kPageSize ? align >> kPageShift : 1;
+    const uint64_t mask = align_pages - 1;
+
+    auto fits = [&](uint32_t n, uint64_t& first) {
+        first = (page(n) + mask) & ~mask;
+        return first + pages <= page(nodes_[n].phys_next);
+    };
+
+    uint32_t found = kNil;
+    uint64_t first = 0;
+    // (1) Every block of this bin and above fits, alignment padding included.
+    const unsigned guaranteed = bin_round_up(pages + mask);
+    const unsigned gbin = first_bin_from(guaranteed);
+    if (gbin != kBinCount) {
+        found = bin_head_[gbin];
+        first = (page(found) + mask) & ~mask;
+    } else {
+        // (2) Bounded good-fit probe of the smaller classes that may hold a fitting block.
+        unsigned probes = 0;
+        for (unsigned bin = first_bin_from(bin_of(pages)); bin < guaranteed && probes < kMaxProbes;
+             bin = first_bin_from(bin + 1)) {
+            for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
+                 n = nodes_[n].link_next, ++probes) {
+                if (fits(n, first)) {
+                    found = n;
+                    break;
+                }
+            }
+            if (found != kNil)
+                break;
+        }
+    }
+    if (found == kNil) {
+        ++failed_allocs_;
+        return std::nullopt;
+    }
+
+    remove_free(found);
+    const uint32_t live = carve(found, first, pages);
+    hash_insert(live);
+    ++live_ranges_;
+    live_pages_ += pages;
+    peak_live_pages_ = std::max(peak_live_pages_, live_pages_);
+    return first << kPageShift;
+}
+
+bool IovaHeap::bad_free() {
+    ++bad_frees_;
+    assert(!strict_ && "IovaHeap::free of an address that is not a live allocation");
+    return false;
+}
+
+void IovaHeap::free(uint64_t iova) {
+    const uint32_t n = find_live(iova);
+    if (n == kNil) {
+        bad_free();
+        return;
+    }
+    hash_remove(n);
+    --live_ranges_;
+    live_pages_ -= block_pages(n);
+
+    // Immediate coalescing: a free block never has a free neighbour.
+    uint32_t block = n;
+    const uint32_t prev = nodes_[n].phys_prev;
+    if (prev != kNil && is_free(prev)) {
+        remove_free(prev);
+        const uint32_t next = nodes_[n].phys_next;
+        nodes_[prev].phys_next = next;
+        nodes_[next].phys_prev = prev;
+        release_node(n);
+        block = prev;
+    }
+    const uint32_t next = nodes_[block].phys_next;
+    if (is_free(next)) {  // the sentinel is never free
+        remove_free(next);
+        const uint32_t after = nodes_[next].phys_next;
+        nodes_[block].phys_next = after;
+        nodes_[after].phys_prev = block;
+        release_node(next);
+    }
+    insert_free(block);
+}
+
+uint64_t IovaHeap::allocation_size(uint64_t iova) const {
+    const uint32_t n = find_live(iova);
+    return n == kNil ? 0 : block_pages(n) << kPageShift;
+}
+
+IovaHeap::Stats IovaHeap::stats() const {
+    Stats s;
+    s.live_ranges = live_ranges_;
+    s.live_bytes = live_pages_ << kPageShift;
+    s.free_bytes = ((end_page_ - start_page_) - live_pages_) << kPageShift;
+    s.peak_live_bytes = peak_live_pages_ << kPageShift;
+    s.failed_allocs = failed_allocs_;
+    s.bad_frees = bad_frees_;
+    // The largest block is in the highest non-empty bin (bins are ordered by size).
+    if (fl_bitmap_ != 0) {
+        const unsigned fl = 63 - static_cast<unsigned>(std::countl_zero(fl_bitmap_));
+        const unsigned bin =
+            fl * kSlCount + 31 - static_cast<unsigned>(std::countl_zero(sl_bitmap_[fl]));
+        uint64_t largest = 0;
+        for (uint32_t n = bin_head_[bin]; n != kNil; n = nodes_[n].link_next)
+            largest = std::max(largest, block_pages(n));
+        s.largest_free = largest << kPageShift;
+    }
+    return s;
+}
+
+// ---- iova -> live node hash ----------------------------------------------------------------
+
+size_t IovaHeap::bucket_of(uint64_t page) const {
+    return static_cast<size_t>((page * kHashMul) >> bucket_shift_);
+}
+
+uint32_t IovaHeap::find_live(uint64_t iova) const {
+    if ((iova & (kPageSize - 1)) != 0)
+        return kNil;
+    const uint64_t pg = iova >> kPageShift;
+    if (pg < start_page_ || pg >= end_page_)
+        return kNil;
+    for (uint32_t n = buckets_[bucket_of(pg)]; n != kNil; n = nodes_[n].link_next) {
+        if (nodes_[n].page_flags == pg)  // live nodes carry no free flag
+            return n;
+    }
+    return kNil;
+}
+
+void IovaHeap::hash_insert(uint32_t n) {
+    if (live_ranges_ + 1 > buckets_.size())
+        hash_grow();
+    uint32_t& head = buckets_[bucket_of(page(n))];
+    nodes_[n].link_next = head;
+    head = n;
+}
+
+void IovaHeap::hash_remove(uint32_t n) {
+    uint32_t* link = &buckets_[bucket_of(page(n))];
+    while (*link != n)
+        link = &nodes_[*link].link_next;
+    *link = nodes_[n].link_next;
+}
+
+void IovaHeap::hash_grow() {
+    std::vector<uint32_t> old(buckets_.size() * 2, kNil);
+    old.swap(buckets_);
+    --bucket_shift_;
+    for (uint32_t chain : old) {
+        while (chain != kNil) {
+            const uint32_t next = nodes_[chain].link_next;
+            uint32_t& head = buckets_[bucket_of(page(chain))];
+            nodes_[chain].link_next = head;
+            head = chain;
+            chain = next;
+        }
+    }
+}
+
+}  // namespace fdnc

@@ -1,0 +1,107 @@
+#include "guest_alloc/iova_quarantine.h"
+
+#include <algorithm>
+
+namespace fdnc {
+
+const char* what(ParkStatus status) {
+    switch (status) {
+    case ParkStatus::parked: return "parked until its fences retire";
+    case ParkStatus::released: return "all fences already retired; released to the heap";
+    case ParkStatus::not_live: return "iova is not a live heap allocation";
+    case ParkStatus::already_parked: return "iova is already quarantined";
+    case ParkStatus::bad_ring: return "ring index out of range (max 64 rings)";
+    }
+    return "unknown park status";
+}
+
+uint32_t IovaQuarantine::new_entry(uint64_t iova, uint64_t bytes) {
+    uint32_t e;
+    if (!free_entries_.empty()) {
+        e = free_entries_.back();
+        free_entries_.pop_back();
+    } else {
+        e = static_cast<uint32_t>(entries_.size());
+        entries_.push_back({});
+    }
+    entries_[e] = Entry{iova, bytes, 0};
+    by_iova_.emplace(iova, e);
+    bytes_ += bytes;
+    return e;
+}
+
+void IovaQuarantine::release_entry(uint32_t e) {
+    const Entry& entry = entries_[e];
+    by_iova_.erase(entry.iova);
+    bytes_ -= entry.bytes;
+    heap_.free(entry.iova);
+    free_entries_.push_back(e);
+}
+
+ParkStatus IovaQuarantine::park(uint64_t iova, std::span<const FencePoint> points) {
+    for (const FencePoint& p : points) {
+        if (p.ring >= kMaxRings)
+            return ParkStatus::bad_ring;
+    }
+    if (by_iova_.count(iova) != 0)
+        return ParkStatus::already_parked;
+    const uint64_t bytes = heap_.allocation_size(iova);
+    if (bytes == 0)
+        return ParkStatus::not_live;
+
+    const uint32_t e = new_entry(iova, bytes);
+    for (const FencePoint& p : points) {
+        Ring& ring = rings_[p.ring];
+        if (ring.retired && seqno_passed(p.seqno, *ring.retired))
+            continue;  // that submit already finished
+        ++entries_[e].pending;
+        auto& waits = ring.waits;
+        if (waits.empty() || seqno_passed(waits.back().seqno, p.seqno)) {
+            waits.push_back({p.seqno, e});
+        } else {
+            // Out of order: keep the FIFO sorted so retire() stops at the first unretired wait.
+            auto pos = std::upper_bound(waits.begin(), waits.end(), p.seqno,
+                                        [](uint32_t s, const Wait& w) {
+                                            return static_cast<int32_t>(s - w.seqno) < 0;
+                                        });
+            waits.insert(pos, {p.seqno, e});
+        }
+    }
+    if (entries_[e].pending == 0) {
+        release_entry(e);
+        return ParkStatus::released;
+    }
+    return ParkStatus::parked;
+}
+
+size_t IovaQuarantine::retire(uint32_t ring_idx, uint32_t retired_seqno) {
+    if (ring_idx >= kMaxRings)
+        return 0;
+    Ring& ring = rings_[ring_idx];
+    // A stale (older) retire report must not move the ring's retired point backwards.
+    if (!ring.retired || seqno_passed(*ring.retired, retired_seqno))
+        ring.retired = retired_seqno;
+    size_t released = 0;
+    while (!ring.waits.empty() && seqno_passed(ring.waits.front().seqno, *ring.retired)) {
+        const uint32_t e = ring.waits.front().entry;
+        ring.waits.pop_front();
+        if (--entries_[e].pending == 0) {
+            release_entry(e);
+            ++released;
+        }
+    }
+    return released;
+}
+
+size_t IovaQuarantine::release_all() {
+    for (Ring& ring : rings_)
+        ring.waits.clear();
+    size_t released = 0;
+    while (!by_iova_.empty()) {
+        release_entry(by_iova_.begin()->second);
+        ++released;
+    }
+    return released;
+}
+
+}  // namespace fdnc

@@ -1,0 +1,97 @@
+// IovaQuarantine: an iova freed by the client is not reused until the GPU can no longer touch it.
+//
+// A bo freed while submits that referenced it may still run is parked here with the fence points
+// (ring, seqno) it must wait for; the range goes back to the IovaHeap only when every one of those
+// rings has retired a seqno at or after its point. Handing an iova out again earlier would let a
+// new bo alias memory an in-flight submit still reads or writes (the host never checks idleness
+// before SET_IOVA(0), PROTOCOL.md U3).
+//
+// Each ring keeps a FIFO of waits ordered by seqno (parks arrive in increasing seqno order in
+// practice, so insertion is at the back; an out-of-order park is inserted in order), so retire()
+// costs O(waits it retires). Seqnos wrap: "a is at or before b" is the signed 32-bit difference
+// a - b <= 0 (PROTOCOL.md 2.9, and the vdrm seqno rule "compare with signed difference").
+// Not thread-safe: the caller holds the same lock as for the heap.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "guest_alloc/iova_heap.h"
+
+namespace fdnc {
+
+struct FencePoint {
+    uint32_t ring;
+    uint32_t seqno;
+};
+
+enum class ParkStatus {
+    parked,          // waits for at least one fence point
+    released,        // every point had already retired (or none given): back in the heap now
+    not_live,        // iova is not a live allocation of the heap
+    already_parked,  // iova is already waiting here
+    bad_ring,        // ring >= kMaxRings
+};
+const char* what(ParkStatus status);
+
+class IovaQuarantine {
+public:
+    // VIRTGPU_CONTEXT_PARAM_NUM_RINGS is at most 64 (PROTOCOL.md 3.x, G4).
+    static constexpr uint32_t kMaxRings = 64;
+
+    explicit IovaQuarantine(IovaHeap& heap) : heap_(heap) {}
+    IovaQuarantine(const IovaQuarantine&) = delete;
+    IovaQuarantine& operator=(const IovaQuarantine&) = delete;
+
+    ParkStatus park(uint64_t iova, std::span<const FencePoint> points);
+    ParkStatus park(uint64_t iova, uint32_t ring, uint32_t seqno) {
+        const FencePoint p{ring, seqno};
+        return park(iova, std::span<const FencePoint>(&p, 1));
+    }
+
+    // `ring` has retired everything up to and including `retired_seqno`. Returns the number of
+    // ranges handed back to the heap.
+    size_t retire(uint32_t ring, uint32_t retired_seqno);
+    // Teardown: every parked range goes back to the heap. Returns how many.
+    size_t release_all();
+
+    bool is_parked(uint64_t iova) const { return by_iova_.count(iova) != 0; }
+    size_t quarantined_ranges() const { return by_iova_.size(); }
+    uint64_t quarantined_bytes() const { return bytes_; }
+
+    // a is at or before b on a wrapping 32-bit timeline.
+    static bool seqno_passed(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
+
+private:
+    struct Entry {
+        uint64_t iova;
+        uint64_t bytes;
+        uint32_t pending;  // fence points not yet retired; free-list link when unused
+    };
+    struct Wait {
+        uint32_t seqno;
+        uint32_t entry;
+    };
+    struct Ring {
+        std::deque<Wait> waits;  // ordered by seqno (wrap-aware)
+        std::optional<uint32_t> retired;
+    };
+
+    uint32_t new_entry(uint64_t iova, uint64_t bytes);
+    void release_entry(uint32_t e);
+
+    IovaHeap& heap_;
+    std::array<Ring, kMaxRings> rings_;
+    std::vector<Entry> entries_;
+    std::vector<uint32_t> free_entries_;
+    std::unordered_map<uint64_t, uint32_t> by_iova_;
+    uint64_t bytes_ = 0;
+};
+
+}  // namespace fdnc
