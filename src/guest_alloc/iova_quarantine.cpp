@@ -31,9 +31,11 @@ uint32_t IovaQuarantine::new_entry(uint64_t iova, uint64_t bytes) {
 }
 
 void IovaQuarantine::release_entry(uint32_t e) {
-    const Entry& entry = entries_[e];
+    const Entry entry = entries_[e];
     by_iova_.erase(entry.iova);
     bytes_ -= entry.bytes;
+    // The owner undoes the range's other uses (e.g. the host mapping) before anyone can reuse it.
+    if (release_hook_) release_hook_(entry.iova, entry.bytes);
     heap_.free(entry.iova);
     free_entries_.push_back(e);
 }

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -55,6 +56,10 @@ public:
         return park(iova, std::span<const FencePoint>(&p, 1));
     }
 
+    // Called for each range just before it goes back to the heap (not for rejected parks).
+    using ReleaseHook = std::function<void(uint64_t iova, uint64_t bytes)>;
+    void set_release_hook(ReleaseHook hook) { release_hook_ = std::move(hook); }
+
     // `ring` has retired everything up to and including `retired_seqno`. Returns the number of
     // ranges handed back to the heap.
     size_t retire(uint32_t ring, uint32_t retired_seqno);
@@ -87,6 +92,7 @@ private:
     void release_entry(uint32_t e);
 
     IovaHeap& heap_;
+    ReleaseHook release_hook_;
     std::array<Ring, kMaxRings> rings_;
     std::vector<Entry> entries_;
     std::vector<uint32_t> free_entries_;
