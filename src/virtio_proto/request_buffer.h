@@ -58,14 +58,30 @@ public:
     RequestStats stats() const;
     Transport& transport() { return transport_; }
 
+    // Shared-page fields, read atomically (the host writes them from its own thread); 0 when an
+    // older host's page lacks the field (rsp_mem_offset presence rule, §5.3).
+    uint32_t async_error() const;
+    uint32_t global_faults() const;
+    uint32_t rsp_mem_offset() const { return rsp_mem_offset_; }
+    uint32_t rsp_area_size() const { return rsp_area_size_; } // R1: shmem_size - rsp_mem_offset
+    size_t buffered_bytes() const;                             // requests not yet flushed
+
 private:
-    int flush_locked();
+    struct Slot {
+        uint32_t off, size;
+    };
+    uint32_t enqueue_locked(std::span<uint8_t> req, uint32_t rsp_size, uint32_t* rsp_off, int* err);
+    uint32_t next_seqno_locked();
+    int flush_locked(TransportFence* fence = nullptr);
     uint32_t alloc_rsp_locked(uint32_t size);
+    int wait_host(TransportFence fence, uint32_t seqno, int64_t timeout_ns);
+    uint32_t shmem_u32(size_t off) const;
 
     Transport& transport_;
-    volatile uint8_t* shmem_;
+    uint8_t* shmem_;
     uint32_t shmem_size_;
     uint32_t rsp_mem_offset_;
+    uint32_t rsp_area_size_ = 0;
 
     mutable std::mutex lock_;
     std::vector<uint8_t> buf_;
@@ -73,6 +89,7 @@ private:
     uint32_t next_rsp_off_ = 0;
     uint32_t buffered_ccmds_ = 0;
     RequestStats stats_;
+    std::vector<Slot> reading_; // slots send_sync callers still copy from: never handed out again
 };
 
 } // namespace fdnc

@@ -67,8 +67,8 @@ public:
     // Sends a ccmd stream; with fence_out a fence point on args.ring_idx is returned.
     virtual int execbuf(const ExecbufArgs& args, TransportFence* out_fence) = 0;
 
-    // 0 when the point has signaled, -ETIMEDOUT after timeout_ns (0 = poll), -errno on failure
-    // (-EPIPE: the host is gone).
+    // 0 when the point has signaled, -ETIMEDOUT after timeout_ns (0 = poll, < 0 = no limit),
+    // -errno on failure (-EPIPE: the host is gone).
     virtual int wait_fence(TransportFence fence, int64_t timeout_ns) = 0;
 
     // CPU mapping of a mappable blob; *ptr stays valid until unmap_blob or close_blob.
@@ -82,6 +82,10 @@ public:
     // (the same handle again for a resource already known: dedup) and the resource size.
     virtual int export_blob_fd(uint32_t handle, int* fd) = 0;
     virtual int import_blob_fd(int fd, uint32_t* handle, uint64_t* size) = 0;
+
+    // Tears the context down; afterwards every call fails with -EPIPE and waits never hang.
+    // Idempotent; destructors call it too. (Added with InprocTransport; default: nothing to do.)
+    virtual void close() {}
 };
 
 } // namespace fdnc
