@@ -1,0 +1,17 @@
+// Whole-file loading: .rd / .rd.gz -> Capture (PROTOCOL.md §9), built on RdReader.
+//
+//   auto r = fdnc::rd::load_capture("trace.rd.gz");
+//   if (!r) { fprintf(stderr, "%s\n", r.error().what().c_str()); return 1; }
+//   const fdnc::rd::Capture& cap = r.value();
+#pragma once
+
+#include <string>
+
+#include "replay/capture.h"
+#include "replay/rd_error.h"
+
+namespace fdnc::rd {
+
+Result<Capture> load_capture(const std::string& path);
+
+} // namespace fdnc::rd
