@@ -1,0 +1,44 @@
+// fdnc-host-only wire extension: the OLD path's "ask the host for the buffer's iova", kept only so
+// fdnc-replay and the benchmarks can measure what the design removes (--iova=host). It is not part
+// of virglrenderer's protocol: a real host refuses the command id (H4 kills the stream), and
+// fdnc's own host accepts it only when built with extensions enabled (host_sim does by default).
+// Semantics: the kernel's GEM_INFO(GET_IOVA) on the object: it picks an iova if none is set (§1.2).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "ccmd_encoder.h"
+#include "vdrm_wire.h"
+
+namespace fdnc::wire {
+
+inline constexpr uint32_t FDNC_CCMD_GEM_GET_IOVA = 0x100;
+
+struct fdnc_ccmd_gem_get_iova_req {
+    vdrm_ccmd_req hdr;
+    uint32_t res_id;
+    uint32_t pad;
+};
+static_assert(sizeof(fdnc_ccmd_gem_get_iova_req) == 24);
+static_assert(offsetof(fdnc_ccmd_gem_get_iova_req, res_id) == 16);
+
+struct fdnc_ccmd_gem_get_iova_rsp {
+    vdrm_ccmd_rsp hdr;
+    int32_t ret;
+    uint64_t iova;
+};
+static_assert(sizeof(fdnc_ccmd_gem_get_iova_rsp) == 16);
+static_assert(offsetof(fdnc_ccmd_gem_get_iova_rsp, ret) == 4);
+static_assert(offsetof(fdnc_ccmd_gem_get_iova_rsp, iova) == 8);
+
+} // namespace fdnc::wire
+
+namespace fdnc::ccmd {
+
+inline constexpr uint32_t kFdncGemGetIovaRspSize = sizeof(wire::fdnc_ccmd_gem_get_iova_rsp);
+Encoded fdnc_gem_get_iova(uint32_t res_id);
+bool parse_fdnc_gem_get_iova(std::span<const uint8_t> rsp, int32_t* ret, uint64_t* iova);
+
+} // namespace fdnc::ccmd
