@@ -20,57 +20,97 @@ uint64_t end_of(uint64_t iova, uint64_t size) {
     return e < iova ? UINT64_MAX : e;   // saturate; the loader rejects real overflow
 }
 
-// Merge a submit's decls into disjoint allocations and map its cmdstreams into them.
+struct Range {
+    uint64_t iova;
+    uint64_t size;
+    bool from_decl;
+};
+
+// Sorted, disjoint allocations covering the ranges; out[i] = allocation of ranges[i].
+std::vector<SubmitBuffer> merge_ranges(const std::vector<Range>& ranges, std::vector<uint32_t>& out,
+                                       uint64_t& merged) {
+    std::vector<uint32_t> order(ranges.size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return ranges[a].iova < ranges[b].iova; });
+    std::vector<SubmitBuffer> bufs;
+    out.assign(ranges.size(), kNoBuffer);
+    merged = 0;
+    for (uint32_t i : order) {
+        const Range& r = ranges[i];
+        const uint64_t e = end_of(r.iova, r.size);
+        if (!bufs.empty() && r.iova < end_of(bufs.back().iova, bufs.back().size)) {
+            SubmitBuffer& last = bufs.back();   // sorted + disjoint: only the last can overlap
+            last.size = std::max(end_of(last.iova, last.size), e) - last.iova;
+            last.implicit = last.implicit && !r.from_decl;
+            ++merged;
+        } else {
+            SubmitBuffer b;
+            b.iova = r.iova;
+            b.size = r.size;
+            b.implicit = !r.from_decl;
+            bufs.push_back(std::move(b));
+        }
+        out[i] = static_cast<uint32_t>(bufs.size() - 1);
+    }
+    return bufs;
+}
+
+bool contains(const std::vector<SubmitBuffer>& bufs, uint64_t iova, uint64_t size, uint32_t& idx) {
+    auto it = std::upper_bound(bufs.begin(), bufs.end(), iova,
+                               [](uint64_t v, const SubmitBuffer& b) { return v < b.iova; });
+    if (it == bufs.begin()) return false;
+    --it;
+    if (end_of(iova, size) > end_of(it->iova, it->size)) return false;
+    idx = static_cast<uint32_t>(it - bufs.begin());
+    return true;
+}
+
+// Merge a submit's decls into disjoint allocations and map its cmdstreams into them. A
+// cmdstream no decl covers gets an implicit allocation of exactly its range: kernels before the
+// 2025 msm_rd rework tested the DUMP flag of bo[cmd index] instead of bo[cmd->idx], so a
+// cmdstream range can be missing from real captures (fd-clouds.rd.gz has this).
 void resolve_submit(Submit& s, Anomalies& an) {
-    std::vector<uint32_t> order;
+    std::vector<Range> ranges;
+    std::vector<uint32_t> decl_range(s.decls.size(), kNoBuffer);
     for (uint32_t i = 0; i < s.decls.size(); ++i) {
         if (s.decls[i].size == 0) {
             ++an.zero_size_decls;
             continue;
         }
-        order.push_back(i);
+        decl_range[i] = static_cast<uint32_t>(ranges.size());
+        ranges.push_back(Range{s.decls[i].iova, s.decls[i].size, true});
     }
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-        return s.decls[a].iova < s.decls[b].iova;
-    });
+    std::vector<uint32_t> alloc_of;
+    uint64_t merged = 0;
+    s.buffers = merge_ranges(ranges, alloc_of, merged);
+    const uint64_t merged_decls = merged;
 
-    std::vector<uint32_t> alloc_of(s.decls.size(), kNoBuffer);
-    for (uint32_t i : order) {
-        const BufferDecl& d = s.decls[i];
-        const uint64_t e = end_of(d.iova, d.size);
-        if (!s.buffers.empty()) {
-            SubmitBuffer& last = s.buffers.back();
-            const uint64_t last_end = end_of(last.iova, last.size);
-            if (d.iova < last_end) {   // overlaps (or repeats) an earlier decl: one allocation
-                last.size = std::max(last_end, e) - last.iova;
-                alloc_of[i] = static_cast<uint32_t>(s.buffers.size() - 1);
-                ++an.merged_decls;
-                continue;
-            }
-        }
-        s.buffers.push_back(SubmitBuffer{0, d.iova, d.size, {}, false});
-        alloc_of[i] = static_cast<uint32_t>(s.buffers.size() - 1);
+    bool added = false;
+    for (const CmdStream& c : s.cmds) {
+        uint32_t idx;
+        if (c.size_bytes == 0 || contains(s.buffers, c.iova, c.size_bytes, idx)) continue;
+        ++an.cmds_outside_buffers;
+        ranges.push_back(Range{c.iova, c.size_bytes, false});
+        added = true;
     }
+    if (added) s.buffers = merge_ranges(ranges, alloc_of, merged);
+    an.merged_decls += merged_decls;
+
     // Uploads in file order, so a later decl's bytes land over an earlier one's (as RP5 copies).
     for (uint32_t i = 0; i < s.decls.size(); ++i) {
         const BufferDecl& d = s.decls[i];
-        if (alloc_of[i] == kNoBuffer || !d.contents) continue;
-        SubmitBuffer& b = s.buffers[alloc_of[i]];
+        if (decl_range[i] == kNoBuffer || !d.contents) continue;
+        SubmitBuffer& b = s.buffers[alloc_of[decl_range[i]]];
         b.uploads.push_back(Upload{d.iova - b.iova, *d.contents});
     }
     for (CmdStream& c : s.cmds) {
+        uint32_t idx;
         c.buffer = kNoBuffer;
-        auto it = std::upper_bound(s.buffers.begin(), s.buffers.end(), c.iova,
-                                   [](uint64_t v, const SubmitBuffer& b) { return v < b.iova; });
-        if (it != s.buffers.begin()) {
-            --it;
-            if (end_of(c.iova, c.size_bytes) <= end_of(it->iova, it->size)) {
-                c.buffer = static_cast<uint32_t>(it - s.buffers.begin());
-                c.offset_in_buffer = c.iova - it->iova;
-                it->has_cmdstream = true;
-            }
-        }
-        if (c.buffer == kNoBuffer) ++an.cmds_outside_buffers;
+        if (!contains(s.buffers, c.iova, c.size_bytes, idx)) continue;   // only size-0 outside
+        c.buffer = idx;
+        c.offset_in_buffer = c.iova - s.buffers[idx].iova;
+        s.buffers[idx].has_cmdstream = true;
     }
 }
 

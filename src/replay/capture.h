@@ -47,12 +47,13 @@ struct SubmitBuffer {        // one allocation a submit needs
     uint64_t size = 0;
     std::vector<Upload> uploads;
     bool has_cmdstream = false;   // RP7 adds DUMP for these
+    bool implicit = false;        // no decl covers it: made for an undeclared cmdstream
 };
 
 struct CmdStream {
     uint64_t iova = 0;
     uint32_t size_bytes = 0;                 // §9.3: the file stores dwords
-    uint32_t buffer = kNoBuffer;             // index into Submit::buffers; kNoBuffer if outside all
+    uint32_t buffer = kNoBuffer;             // index into Submit::buffers (kNoBuffer only if size 0)
     uint64_t offset_in_buffer = 0;
 };
 
@@ -86,7 +87,7 @@ struct WrBuffer {   // RD_WRBUFFER (§9.2): dump this range to a file after repl
 
 // Oddities found while building the model; none stops loading, all are worth reporting.
 struct Anomalies {
-    uint64_t cmds_outside_buffers = 0;   // cmdstream not inside any buffer of its submit
+    uint64_t cmds_outside_buffers = 0;   // cmdstream no decl covers (got an implicit buffer)
     uint64_t merged_decls = 0;           // decls folded into an overlapping decl of the same submit
     uint64_t zero_size_decls = 0;
     uint64_t trailing_decls = 0;         // decls after the last cmdstream (no submit follows)
