@@ -1,0 +1,649 @@
+#include "vtest_transport.h"
+
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "fence_fd_timeline.h"
+#include "virtgpu_uapi.h"
+#include "vtest_wire.h"
+
+namespace fdnc {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kPageSize = 4096;
+constexpr size_t kMaxPendingReplies = 256; // bounds memory and the server's send buffer
+constexpr int kMaxHeldFds = 64;            // blob fds kept for a first map (else EXPORT_FD)
+constexpr uint32_t kMaxCapsetDwords = 16384;
+
+std::string errno_text(int neg_errno) { return std::strerror(-neg_errno); }
+
+} // namespace
+
+struct VtestTransport::Impl {
+    enum class ReplyKind { Blob, Fence, Kick };
+    struct Reply {
+        ReplyKind kind;
+        uint32_t handle = 0;
+        uint32_t ring = 0;
+        uint64_t point = 0;
+    };
+    struct Entry {
+        bool used = false;
+        bool pending = false;         // create reply not read yet
+        bool close_requested = false; // closed before its res_id was known
+        uint32_t res_id = 0;
+        uint64_t size = 0;
+        int fd = -1; // from the create reply, kept for a first map
+        void* map = nullptr;
+        uint64_t map_size = 0;
+    };
+
+    mutable std::mutex mu;
+    int sock = -1;
+    VtestOptions opts;
+    uint32_t version = 0;
+    bool dead = false;
+    std::string why;
+    bool ctx_inited = false;
+    uint32_t num_rings = 0;
+    std::vector<Entry> entries; // handle = index + 1 (V9)
+    std::vector<uint32_t> free_handles;
+    std::deque<Reply> replies;
+    FenceFdTimelines timelines;
+    int held_fds = 0;
+
+    ~Impl() {
+        for (Entry& e : entries) {
+            if (e.fd >= 0) ::close(e.fd);
+            if (e.map) ::munmap(e.map, e.map_size);
+        }
+        if (sock >= 0) ::close(sock);
+    }
+
+    // The stream position is lost after any I/O failure: the transport is dead from then on.
+    int fail(int err, const std::string& what) {
+        if (!dead) {
+            dead = true;
+            why = what + ": " + errno_text(err);
+            if (err == -EPIPE) why = what + ": vtest server closed the connection";
+            if (sock >= 0) ::shutdown(sock, SHUT_RDWR); // wakes fence waiters watching the socket
+        }
+        return err == -ETIMEDOUT ? -ETIMEDOUT : -EPIPE;
+    }
+
+    Entry* entry(uint32_t handle) {
+        if (handle == 0 || handle > entries.size() || !entries[handle - 1].used) return nullptr;
+        return &entries[handle - 1];
+    }
+
+    uint32_t new_handle() {
+        if (!free_handles.empty()) {
+            const uint32_t h = free_handles.back();
+            free_handles.pop_back();
+            entries[h - 1] = Entry{};
+            entries[h - 1].used = true;
+            return h;
+        }
+        entries.push_back(Entry{});
+        entries.back().used = true;
+        return static_cast<uint32_t>(entries.size());
+    }
+
+    void release(uint32_t handle) {
+        Entry& e = entries[handle - 1];
+        if (e.fd >= 0) {
+            ::close(e.fd);
+            --held_fds;
+        }
+        if (e.map) ::munmap(e.map, e.map_size);
+        e = Entry{};
+        free_handles.push_back(handle);
+    }
+
+    int read(void* buf, size_t n, const char* what) {
+        const int r = vtest::read_full(sock, buf, n, opts.io_timeout_ms, nullptr);
+        return r < 0 ? fail(r, std::string("reading ") + what) : 0;
+    }
+
+    int read_fd(int* fd, const char* what) {
+        const int r = vtest::recv_fd(sock, fd, opts.io_timeout_ms);
+        return r < 0 ? fail(r, std::string("receiving the fd of ") + what) : 0;
+    }
+
+    int expect_hdr(uint32_t len, uint32_t cmd, const char* what) {
+        uint32_t hdr[2];
+        if (int r = read(hdr, sizeof hdr, what); r < 0) return r;
+        if (hdr[vtest::kHdrLen] != len || hdr[vtest::kHdrCmd] != cmd)
+            return fail(-EPROTO, std::string("unexpected reply to ") + what + " (len " +
+                                     std::to_string(hdr[0]) + ", cmd " + std::to_string(hdr[1]) + ")");
+        return 0;
+    }
+
+    // Reads the oldest pipelined reply (stream order = request order).
+    int read_one_reply() {
+        const Reply rep = replies.front();
+        replies.pop_front();
+        int fd = -1;
+        switch (rep.kind) {
+        case ReplyKind::Blob: {
+            uint32_t res_id = 0;
+            if (int r = expect_hdr(1, vtest::VCMD_RESOURCE_CREATE_BLOB, "RESOURCE_CREATE_BLOB"); r < 0) return r;
+            if (int r = read(&res_id, sizeof res_id, "RESOURCE_CREATE_BLOB"); r < 0) return r;
+            if (int r = read_fd(&fd, "RESOURCE_CREATE_BLOB"); r < 0) return r;
+            Entry& e = entries[rep.handle - 1];
+            e.pending = false;
+            e.res_id = res_id;
+            if (e.close_requested) {
+                ::close(fd);
+                release(rep.handle);
+                return send_unref(res_id);
+            }
+            if (held_fds < kMaxHeldFds) {
+                e.fd = fd;
+                ++held_fds;
+            } else {
+                ::close(fd);
+            }
+            return 0;
+        }
+        case ReplyKind::Fence:
+            if (int r = read_fd(&fd, "SUBMIT_CMD2 out-fence"); r < 0) return r;
+            timelines.attach(rep.ring, rep.point, fd);
+            return 0;
+        case ReplyKind::Kick:
+            if (int r = read_fd(&fd, "SUBMIT_CMD2 out-fence"); r < 0) return r;
+            ::close(fd);
+            return 0;
+        }
+        return 0;
+    }
+
+    int drain_all() {
+        while (!replies.empty())
+            if (int r = read_one_reply(); r < 0) return r;
+        return 0;
+    }
+
+    // Reads replies until `done()` holds. Only the io timeout bounds each read: the server answers
+    // a create or a submit as soon as it has processed it, independent of GPU time.
+    template <class Done> int drain_until(Done done) {
+        while (!done() && !replies.empty())
+            if (int r = read_one_reply(); r < 0) return r;
+        return 0;
+    }
+
+    // Writes bytes; while the socket is full, reads pending replies so a server blocked on
+    // sending them to us can go on reading (no mutual deadlock).
+    int send(const void* buf, size_t n, const char* what) {
+        auto* p = static_cast<const uint8_t*>(buf);
+        while (n > 0) {
+            const ssize_t put = ::send(sock, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (put > 0) {
+                p += put;
+                n -= static_cast<size_t>(put);
+                continue;
+            }
+            if (put < 0 && errno == EINTR) continue;
+            if (put < 0 && errno != EAGAIN) return fail(-(errno == ECONNRESET ? EPIPE : errno), std::string("sending ") + what);
+            if (int r = wait_writable(what); r < 0) return r;
+        }
+        return 0;
+    }
+
+    int wait_writable(const char* what) {
+        const auto deadline = Clock::now() + std::chrono::milliseconds(opts.io_timeout_ms);
+        for (;;) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            if (left <= 0) return fail(-ETIMEDOUT, std::string("sending ") + what);
+            pollfd pf{sock, static_cast<short>(POLLOUT | (replies.empty() ? 0 : POLLIN)), 0};
+            const int n = ::poll(&pf, 1, static_cast<int>(left));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) return fail(-errno, std::string("sending ") + what);
+            if (pf.revents & POLLOUT) return 0;
+            if (pf.revents & POLLIN) {
+                if (int r = read_one_reply(); r < 0) return r;
+                continue;
+            }
+            if (pf.revents & (POLLHUP | POLLERR)) return fail(-EPIPE, std::string("sending ") + what);
+        }
+    }
+
+    int send_fd(int fd, const char* what) {
+        if (int r = wait_writable(what); r < 0) return r;
+        const int r = vtest::send_fd(sock, fd, opts.io_timeout_ms);
+        return r < 0 ? fail(r, std::string("sending the fd of ") + what) : 0;
+    }
+
+    int send_msg(uint32_t cmd, std::span<const uint32_t> payload, const char* what) {
+        std::vector<uint32_t> msg(vtest::kHdrSize + payload.size());
+        msg[vtest::kHdrLen] = static_cast<uint32_t>(payload.size());
+        msg[vtest::kHdrCmd] = cmd;
+        std::copy(payload.begin(), payload.end(), msg.begin() + vtest::kHdrSize);
+        return send(msg.data(), msg.size() * 4, what);
+    }
+
+    int send_unref(uint32_t res_id) {
+        const uint32_t p[1] = {res_id};
+        return send_msg(vtest::VCMD_RESOURCE_UNREF, p, "RESOURCE_UNREF");
+    }
+
+    // §8.4: one batch; the ccmd words follow the batch table.
+    int send_submit(std::span<const uint8_t> cmd, uint32_t flags, uint32_t ring) {
+        const uint32_t cmd_dw = static_cast<uint32_t>(cmd.size() / 4);
+        const uint32_t table_dw = 1 + vtest::kBatchDwords;
+        std::vector<uint32_t> msg(vtest::kHdrSize + table_dw + cmd_dw);
+        uint32_t* pl = msg.data() + vtest::kHdrSize;
+        msg[vtest::kHdrLen] = table_dw + cmd_dw;
+        msg[vtest::kHdrCmd] = vtest::VCMD_SUBMIT_CMD2;
+        pl[0] = 1;
+        uint32_t* b = pl + 1;
+        b[vtest::kBatchFlags] = flags;
+        b[vtest::kBatchCmdOffset] = table_dw;
+        b[vtest::kBatchCmdSize] = cmd_dw;
+        b[vtest::kBatchSyncOffset] = table_dw + cmd_dw;
+        b[vtest::kBatchSyncCount] = 0;
+        b[vtest::kBatchRingIdx] = ring;
+        if (!cmd.empty()) std::memcpy(pl + table_dw, cmd.data(), cmd.size());
+        return send(msg.data(), msg.size() * 4, "SUBMIT_CMD2");
+    }
+
+    // Keeps the count of unread replies bounded (each holds a server send-buffer slot and an fd).
+    int bound_pending() {
+        if (replies.size() < kMaxPendingReplies) return 0;
+        while (replies.size() > kMaxPendingReplies / 2)
+            if (int r = read_one_reply(); r < 0) return r;
+        return 0;
+    }
+
+    int connect_and_negotiate(VtestProbe* probe);
+};
+
+int VtestTransport::Impl::connect_and_negotiate(VtestProbe* probe) {
+    const std::string& path = opts.socket_path;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof addr.sun_path) {
+        why = "vtest socket path '" + path + "' is empty or too long";
+        return -ENAMETOOLONG;
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    sock = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) {
+        const int e = -errno;
+        why = "socket(AF_UNIX): " + errno_text(e);
+        return e;
+    }
+    if (::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const int e = -errno;
+        why = "no vtest server at " + path + ": connect: " + errno_text(e);
+        return e;
+    }
+    if (probe) probe->connected = true;
+
+    // V1: CREATE_RENDERER's length is in bytes (name incl. NUL), §8.1.
+    const std::string name = opts.client_name.empty() ? "fdnc" : opts.client_name;
+    std::vector<uint8_t> msg(8 + name.size() + 1, 0);
+    const uint32_t hdr[2] = {static_cast<uint32_t>(name.size() + 1), vtest::VCMD_CREATE_RENDERER};
+    std::memcpy(msg.data(), hdr, 8);
+    std::memcpy(msg.data() + 8, name.c_str(), name.size());
+    if (int r = send(msg.data(), msg.size(), "CREATE_RENDERER"); r < 0) return r;
+
+    // PING + BUSY_WAIT(0) probe: a server that knows PING answers it first; an old one only
+    // answers the busy-wait.
+    const uint32_t probe_msg[6] = {0, vtest::VCMD_PING_PROTOCOL_VERSION, vtest::kBusyWaitSize,
+                                   vtest::VCMD_RESOURCE_BUSY_WAIT, 0, 0};
+    if (int r = send(probe_msg, sizeof probe_msg, "PING_PROTOCOL_VERSION"); r < 0) return r;
+    uint32_t rh[2];
+    if (int r = read(rh, sizeof rh, "PING_PROTOCOL_VERSION"); r < 0) return r;
+    bool ping = false;
+    if (rh[0] == 0 && rh[1] == vtest::VCMD_PING_PROTOCOL_VERSION) {
+        ping = true;
+        if (int r = expect_hdr(1, vtest::VCMD_RESOURCE_BUSY_WAIT, "RESOURCE_BUSY_WAIT"); r < 0) return r;
+    } else if (!(rh[0] == 1 && rh[1] == vtest::VCMD_RESOURCE_BUSY_WAIT)) {
+        return fail(-EPROTO, "unexpected reply to the PING probe");
+    }
+    uint32_t busy;
+    if (int r = read(&busy, 4, "RESOURCE_BUSY_WAIT"); r < 0) return r;
+    if (probe) probe->ping_supported = ping;
+    if (!ping) {
+        why = "vtest server at " + path + " predates protocol negotiation (version 0): native contexts need >= 3";
+        return -EPROTONOSUPPORT;
+    }
+    const uint32_t ver[1] = {vtest::kProtocolVersion};
+    if (int r = send_msg(vtest::VCMD_PROTOCOL_VERSION, ver, "PROTOCOL_VERSION"); r < 0) return r;
+    if (int r = expect_hdr(1, vtest::VCMD_PROTOCOL_VERSION, "PROTOCOL_VERSION"); r < 0) return r;
+    if (int r = read(&version, 4, "PROTOCOL_VERSION"); r < 0) return r;
+    if (probe) probe->protocol_version = version;
+    if (version < vtest::kMinNativeContextVersion) {
+        why = "vtest server speaks protocol " + std::to_string(version) + "; native contexts need >= 3";
+        return -EPROTONOSUPPORT;
+    }
+    return 0;
+}
+
+std::unique_ptr<VtestTransport> VtestTransport::connect(const VtestOptions& opts, std::string* error,
+                                                        VtestProbe* probe) {
+    auto impl = std::make_unique<Impl>();
+    impl->opts = opts;
+    if (impl->opts.socket_path.empty()) impl->opts.socket_path = vtest::default_socket_path();
+    if (impl->opts.io_timeout_ms <= 0) impl->opts.io_timeout_ms = 5000;
+    const int r = impl->connect_and_negotiate(probe);
+    if (r < 0) {
+        if (error) *error = impl->why;
+        if (probe) probe->error = impl->why;
+        return nullptr;
+    }
+    return std::unique_ptr<VtestTransport>(new VtestTransport(std::move(impl)));
+}
+
+VtestTransport::VtestTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+VtestTransport::~VtestTransport() { close(); }
+
+TransportInfo VtestTransport::info() const {
+    TransportInfo ti;
+    ti.name = "vtest";
+    ti.detail = impl_->opts.socket_path;
+    ti.host_assigns_res_id = true;
+    ti.host_page_size = kPageSize;
+    return ti;
+}
+
+uint32_t VtestTransport::protocol_version() const { return impl_->version; }
+
+std::string VtestTransport::last_error() const {
+    std::lock_guard g(impl_->mu);
+    return impl_->why;
+}
+
+size_t VtestTransport::pending_replies() const {
+    std::lock_guard g(impl_->mu);
+    return impl_->replies.size();
+}
+
+int VtestTransport::get_capset(uint32_t capset_id, uint32_t version, std::span<uint8_t> out) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (m.dead) return -EPIPE;
+    const uint32_t p[2] = {capset_id, version};
+    if (int r = m.send_msg(vtest::VCMD_GET_CAPSET, p, "GET_CAPSET"); r < 0) return r;
+    if (int r = m.drain_all(); r < 0) return r;
+    uint32_t hdr[2];
+    if (int r = m.read(hdr, sizeof hdr, "GET_CAPSET"); r < 0) return r;
+    if (hdr[1] != vtest::VCMD_GET_CAPSET || hdr[0] == 0 || hdr[0] > kMaxCapsetDwords)
+        return m.fail(-EPROTO, "unexpected GET_CAPSET reply");
+    std::vector<uint32_t> body(hdr[0]);
+    if (int r = m.read(body.data(), body.size() * 4, "GET_CAPSET"); r < 0) return r;
+    std::fill(out.begin(), out.end(), 0);
+    if (body[0] == 0) return -ENOENT; // §8.3: {valid = 0}
+    const size_t size = (body.size() - 1) * 4;
+    std::memcpy(out.data(), body.data() + 1, std::min(size, out.size()));
+    return static_cast<int>(size);
+}
+
+int VtestTransport::context_init(uint32_t capset_id, uint32_t num_rings) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (m.dead) return -EPIPE;
+    if (m.ctx_inited) return -EEXIST;
+    if (capset_id == 0 || num_rings == 0 || num_rings > vtest::kMaxRings) return -EINVAL;
+    const uint32_t p[1] = {capset_id};
+    if (int r = m.send_msg(vtest::VCMD_CONTEXT_INIT, p, "CONTEXT_INIT"); r < 0) return r;
+    m.ctx_inited = true;
+    m.num_rings = num_rings;
+    m.timelines.reset(num_rings);
+    return 0;
+}
+
+int VtestTransport::create_blob(const BlobCreateArgs& args, uint32_t* handle) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (m.dead) return -EPIPE;
+    if (!m.ctx_inited) return -EINVAL;
+    if (args.size == 0 || args.cmd.size() % 4 != 0) return -EINVAL;
+    if (args.blob_mem != wire::VIRTGPU_BLOB_MEM_HOST3D && args.blob_mem != wire::VIRTGPU_BLOB_MEM_HOST3D_GUEST)
+        return -EINVAL;
+    if (args.blob_flags & ~wire::VIRTGPU_BLOB_FLAGS) return -EINVAL;
+    if (int r = m.bound_pending(); r < 0) return r;
+    // V8: the tunnelled ccmd goes first as its own ring-0 batch (the host runs it before the blob
+    // lookup, like RESOURCE_CREATE_BLOB.cmd on virtio-gpu, §3.5).
+    if (!args.cmd.empty())
+        if (int r = m.send_submit(args.cmd, vtest::VCMD_SUBMIT_CMD2_FLAG_RING_IDX, 0); r < 0) return r;
+    // V8: MAPPABLE forced and SHAREABLE cleared so the server can always hand back an fd.
+    const uint32_t flags = (args.blob_flags | vtest::VCMD_BLOB_FLAG_MAPPABLE) & ~vtest::VCMD_BLOB_FLAG_SHAREABLE;
+    const uint64_t size = (args.size + kPageSize - 1) & ~uint64_t(kPageSize - 1);
+    const uint32_t p[vtest::kBlobCreateSize] = {args.blob_mem,
+                                                flags,
+                                                static_cast<uint32_t>(size),
+                                                static_cast<uint32_t>(size >> 32),
+                                                static_cast<uint32_t>(args.blob_id),
+                                                static_cast<uint32_t>(args.blob_id >> 32)};
+    if (int r = m.send_msg(vtest::VCMD_RESOURCE_CREATE_BLOB, p, "RESOURCE_CREATE_BLOB"); r < 0) return r;
+    const uint32_t h = m.new_handle();
+    Impl::Entry& e = m.entries[h - 1];
+    e.pending = true;
+    e.size = size;
+    m.replies.push_back({Impl::ReplyKind::Blob, h, 0, 0});
+    *handle = h;
+    return 0;
+}
+
+int VtestTransport::resource_id(uint32_t handle, uint32_t* res_id, bool* waited) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (waited) *waited = false;
+    Impl::Entry* e = m.entry(handle);
+    if (!e || e->close_requested) return -ENOENT;
+    if (e->pending) {
+        if (m.dead) return -EPIPE;
+        if (waited) *waited = true;
+        if (int r = m.drain_until([&] { return !m.entries[handle - 1].pending; }); r < 0) return r;
+        e = &m.entries[handle - 1];
+    }
+    *res_id = e->res_id;
+    return 0;
+}
+
+int VtestTransport::execbuf(const ExecbufArgs& args, TransportFence* out_fence) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (out_fence) *out_fence = {};
+    if (m.dead) return -EPIPE;
+    if (!m.ctx_inited || args.ring_idx >= m.num_rings || args.cmd.size() % 4 != 0) return -EINVAL;
+    uint32_t flags = vtest::VCMD_SUBMIT_CMD2_FLAG_RING_IDX;
+    if (args.in_fence_fd >= 0) flags |= vtest::VCMD_SUBMIT_CMD2_FLAG_IN_FENCE_FD;
+    if (args.fence_out) {
+        flags |= vtest::VCMD_SUBMIT_CMD2_FLAG_OUT_FENCE_FD;
+        m.timelines.reap(args.ring_idx);
+        if (int r = m.bound_pending(); r < 0) return r;
+    }
+    if (int r = m.send_submit(args.cmd, flags, args.ring_idx); r < 0) return r;
+    if (args.in_fence_fd >= 0)
+        if (int r = m.send_fd(args.in_fence_fd, "SUBMIT_CMD2 in-fence"); r < 0) return r;
+    if (args.fence_out) {
+        const uint64_t point = m.timelines.reserve(args.ring_idx);
+        m.replies.push_back({Impl::ReplyKind::Fence, 0, args.ring_idx, point});
+        if (out_fence) *out_fence = {args.ring_idx, point};
+    }
+    return 0;
+}
+
+int VtestTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
+    if (!fence) return 0;
+    Impl& m = *impl_;
+    const auto start = Clock::now();
+    const auto deadline = timeout_ns < 0 ? Clock::time_point::max() : start + std::chrono::nanoseconds(timeout_ns);
+    int fd = -1;
+    int sock;
+    {
+        std::lock_guard g(m.mu);
+        for (;;) {
+            const FenceLookup l = m.timelines.lookup(fence.ring_idx, fence.point, &fd);
+            if (l == FenceLookup::Signaled) return 0;
+            if (m.dead) return -EPIPE;
+            if (l == FenceLookup::Unknown) return -EINVAL;
+            if (l == FenceLookup::Pollable) break;
+            // Pending: its fd is behind earlier replies; a pure poll does not block on them.
+            if (timeout_ns == 0) {
+                pollfd pf{m.sock, POLLIN, 0};
+                if (::poll(&pf, 1, 0) != 1) return -ETIMEDOUT;
+            }
+            if (m.replies.empty()) return m.fail(-EPROTO, "fence reply missing");
+            if (int r = m.read_one_reply(); r < 0) return r;
+        }
+        sock = m.sock;
+    }
+    bool kicked = m.opts.stall_kick_ms <= 0;
+    for (;;) {
+        int64_t slice = -1;
+        if (deadline != Clock::time_point::max())
+            slice = std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now()).count());
+        if (!kicked) {
+            const int64_t kick_ns = int64_t(m.opts.stall_kick_ms) * 1'000'000;
+            if (slice < 0 || slice > kick_ns) slice = kick_ns;
+        }
+        const int r = poll_fence_fd(fd, slice, sock);
+        if (r == 0) {
+            ::close(fd);
+            m.timelines.mark_signaled(fence.ring_idx, fence.point);
+            return 0;
+        }
+        if (r != -ETIMEDOUT || Clock::now() >= deadline || kicked) {
+            ::close(fd);
+            if (r == -EPIPE) {
+                std::lock_guard g(m.mu);
+                return m.fail(-EPIPE, "waiting for a fence");
+            }
+            return r;
+        }
+        // §12.3: the server may have retired this fence before queueing it; it then signals with
+        // the ring's next fence. Send an empty fenced batch on the ring, once per wait.
+        kicked = true;
+        std::lock_guard g(m.mu);
+        if (m.dead) {
+            ::close(fd);
+            return -EPIPE;
+        }
+        if (fence.point == m.timelines.last(fence.ring_idx)) {
+            if (int e = m.send_submit({}, vtest::VCMD_SUBMIT_CMD2_FLAG_RING_IDX | vtest::VCMD_SUBMIT_CMD2_FLAG_OUT_FENCE_FD,
+                                      fence.ring_idx);
+                e < 0) {
+                ::close(fd);
+                return e;
+            }
+            m.replies.push_back({Impl::ReplyKind::Kick, 0, fence.ring_idx, 0});
+        }
+    }
+}
+
+int VtestTransport::map_blob(uint32_t handle, uint64_t size, void** ptr) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    Impl::Entry* e = m.entry(handle);
+    if (!e || e->close_requested) return -ENOENT;
+    if (e->map) {
+        if (size > e->map_size) return -EINVAL;
+        *ptr = e->map;
+        return 0;
+    }
+    if (m.dead) return -EPIPE;
+    if (size == 0 || size > e->size) return -EINVAL;
+    if (e->pending)
+        if (int r = m.drain_until([&] { return !m.entries[handle - 1].pending; }); r < 0) return r;
+    e = &m.entries[handle - 1];
+    int fd = e->fd;
+    if (fd >= 0) {
+        e->fd = -1;
+        --m.held_fds;
+    } else {
+        // V10: RESOURCE_EXPORT_FD gives a fresh fd; its reply follows every earlier one.
+        const uint32_t p[1] = {e->res_id};
+        if (int r = m.send_msg(vtest::VCMD_RESOURCE_EXPORT_FD, p, "RESOURCE_EXPORT_FD"); r < 0) return r;
+        if (int r = m.drain_all(); r < 0) return r;
+        if (int r = m.expect_hdr(0, vtest::VCMD_RESOURCE_EXPORT_FD, "RESOURCE_EXPORT_FD"); r < 0) return r;
+        if (int r = m.read_fd(&fd, "RESOURCE_EXPORT_FD"); r < 0) return r;
+        e = &m.entries[handle - 1];
+    }
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) return -err;
+    e->map = p;
+    e->map_size = size;
+    *ptr = p;
+    return 0;
+}
+
+void VtestTransport::unmap_blob(uint32_t handle, void* ptr, uint64_t) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    Impl::Entry* e = m.entry(handle);
+    if (!e || !e->map || e->map != ptr) return;
+    ::munmap(e->map, e->map_size);
+    e->map = nullptr;
+    e->map_size = 0;
+}
+
+int VtestTransport::close_blob(uint32_t handle) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    Impl::Entry* e = m.entry(handle);
+    if (!e || e->close_requested) return -ENOENT;
+    if (e->pending && !m.dead) {
+        // Its res_id is not known yet: unref when the reply arrives (never wait here).
+        e->close_requested = true;
+        if (e->map) ::munmap(e->map, e->map_size);
+        e->map = nullptr;
+        return 0;
+    }
+    const uint32_t res_id = e->res_id;
+    m.release(handle);
+    if (m.dead) return -EPIPE;
+    return m.send_unref(res_id);
+}
+
+int VtestTransport::export_blob_fd(uint32_t handle, int* fd) {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    Impl::Entry* e = m.entry(handle);
+    if (!e || e->close_requested) return -ENOENT;
+    if (m.dead) return -EPIPE;
+    if (e->pending)
+        if (int r = m.drain_until([&] { return !m.entries[handle - 1].pending; }); r < 0) return r;
+    const uint32_t p[1] = {m.entries[handle - 1].res_id};
+    if (int r = m.send_msg(vtest::VCMD_RESOURCE_EXPORT_FD, p, "RESOURCE_EXPORT_FD"); r < 0) return r;
+    if (int r = m.drain_all(); r < 0) return r;
+    if (int r = m.expect_hdr(0, vtest::VCMD_RESOURCE_EXPORT_FD, "RESOURCE_EXPORT_FD"); r < 0) return r;
+    return m.read_fd(fd, "RESOURCE_EXPORT_FD");
+}
+
+int VtestTransport::import_blob_fd(int, uint32_t*, uint64_t*) { return -EOPNOTSUPP; }
+
+void VtestTransport::close() {
+    Impl& m = *impl_;
+    std::lock_guard g(m.mu);
+    if (m.sock < 0) return;
+    if (!m.dead) {
+        m.dead = true;
+        m.why = "transport closed";
+    }
+    // The server tears the context down on disconnect (§12.1): no unrefs needed.
+    ::shutdown(m.sock, SHUT_RDWR);
+    m.replies.clear();
+    m.timelines.reset(0);
+}
+
+} // namespace fdnc
