@@ -1,6 +1,7 @@
 #include "msm_renderer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdarg>
@@ -122,6 +123,31 @@ MsmRenderer::~MsmRenderer() {
 
 std::unique_ptr<fdnc::Host> make_msm_host(const HostSimConfig& cfg) {
     return std::make_unique<MsmRenderer>(cfg);
+}
+
+HostSimConfig host_sim_config(const InprocConfig& in) {
+    HostSimConfig cfg;
+    cfg.kernel.va_start = in.va_start;
+    cfg.kernel.va_size = in.va_size;
+    if (in.gpu_id)
+        cfg.kernel.gpu.gpu_id = in.gpu_id;
+    if (in.chip_id)
+        cfg.kernel.gpu.chip_id = in.chip_id;
+    cfg.kernel.gpu_exec_us = in.gpu_us;
+    if (in.oom_after) {
+        auto count = std::make_shared<std::atomic<uint64_t>>(0);
+        uint64_t limit = in.oom_after;
+        cfg.kernel.fail_hook = [count, limit](KernelOp op, FileId) {
+            if (op != KernelOp::GemNew)
+                return 0;
+            return count->fetch_add(1) < limit ? 0 : -ENOMEM;
+        };
+    }
+    return cfg;
+}
+
+std::unique_ptr<fdnc::Host> make_msm_host(const InprocConfig& inproc) {
+    return make_msm_host(host_sim_config(inproc));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "virtio_proto/ccmd_decoder.h"
 #include "virtio_proto/drm_capset.h"
 #include "virtio_proto/host.h"
+#include "virtio_proto/inproc_transport.h"
 #include "virtio_proto/msm_ccmd.h"
 
 namespace fdnc::host {
@@ -149,6 +150,12 @@ private:
 
 // The factory the transports and fd_bo use.
 std::unique_ptr<fdnc::Host> make_msm_host(const HostSimConfig& cfg = {});
+
+// The host model an "inproc:..." URI describes: va range, gpu/chip ids (0 = default), gpu_us as
+// the GPU execution time, oom_after = GEM_NEWs that succeed before every later one is -ENOMEM.
+// Real-time clock.
+HostSimConfig host_sim_config(const InprocConfig& inproc);
+std::unique_ptr<fdnc::Host> make_msm_host(const InprocConfig& inproc);
 
 } // namespace fdnc::host
 
