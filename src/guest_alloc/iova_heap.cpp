@@ -14,6 +14,13 @@ constexpr unsigned kInitialBucketBits = 6;
 
 }  // namespace
 
+// The hot path is a handful of tiny helpers; make sure they fold into alloc()/free().
+#define FDNC_HOT_INLINE [[gnu::always_inline]] inline
+
+namespace {
+
+}  // namespace
+
 IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     std::fill(std::begin(bin_head_), std::end(bin_head_), kNil);
     start_page_ = (start >> kPageShift) + ((start & (kPageSize - 1)) != 0 ? 1 : 0);
@@ -46,7 +53,7 @@ void IovaHeap::reserve(uint32_t live_ranges) {
 
 // ---- size classes --------------------------------------------------------------------------
 
-unsigned IovaHeap::bin_of(uint64_t pages) {
+FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint64_t pages) {
     if (pages < kSlCount)
         return static_cast<unsigned>(pages);
     const unsigned msb = 63 - static_cast<unsigned>(std::countl_zero(pages));
@@ -54,7 +61,7 @@ unsigned IovaHeap::bin_of(uint64_t pages) {
     return (msb - (kSlBits - 1)) * kSlCount + sl;
 }
 
-unsigned IovaHeap::bin_round_up(uint64_t pages) {
+FDNC_HOT_INLINE unsigned IovaHeap::bin_round_up(uint64_t pages) {
     if (pages >= kMaxPage)
         return kBinCount;
     if (pages >= kSlCount) {
@@ -64,7 +71,7 @@ unsigned IovaHeap::bin_round_up(uint64_t pages) {
     return bin_of(pages);
 }
 
-unsigned IovaHeap::first_bin_from(unsigned bin) const {
+FDNC_HOT_INLINE unsigned IovaHeap::first_bin_from(unsigned bin) const {
     if (bin >= kBinCount)
         return kBinCount;
     unsigned fl = bin / kSlCount;
@@ -82,7 +89,7 @@ unsigned IovaHeap::first_bin_from(unsigned bin) const {
 
 // ---- node pool and free lists --------------------------------------------------------------
 
-uint32_t IovaHeap::new_node() {
+FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
     if (pool_free_ != kNil) {
         const uint32_t n = pool_free_;
         pool_free_ = nodes_[n].link_next;
@@ -92,12 +99,12 @@ uint32_t IovaHeap::new_node() {
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
 
-void IovaHeap::release_node(uint32_t n) {
+FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
     nodes_[n].link_next = pool_free_;
     pool_free_ = n;
 }
 
-void IovaHeap::insert_free(uint32_t n) {
+FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n) {
     Node& node = nodes_[n];
     node.page_flags |= kFreeFlag;
     const unsigned bin = bin_of(block_pages(n));
@@ -111,7 +118,7 @@ void IovaHeap::insert_free(uint32_t n) {
     fl_bitmap_ |= 1ull << (bin / kSlCount);
 }
 
-void IovaHeap::remove_free(uint32_t n) {
+FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n) {
     Node& node = nodes_[n];
     const unsigned bin = bin_of(block_pages(n));
     if (node.link_prev != kNil)
@@ -131,7 +138,7 @@ void IovaHeap::remove_free(uint32_t n) {
 
 // Takes [first_page, first_page + pages) out of free block n (already off its list): the front
 // padding and the tail stay free blocks of their own. Returns the live node.
-uint32_t IovaHeap::carve(uint32_t n, uint64_t first_page, uint64_t pages) {
+FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint64_t first_page, uint64_t pages) {
     uint32_t live = n;
     if (first_page != page(n)) {
         live = new_node();
@@ -162,7 +169,7 @@ uint32_t IovaHeap::carve(uint32_t n, uint64_t first_page, uint64_t pages) {
 // ---- alloc / free --------------------------------------------------------------------------
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
-    if (size == 0 || !std::has_single_bit(align) || size > ~0ull - (kPageSize - 1)) {
+    if (size == 0 || align == 0 || (align & (align - 1)) != 0 || size > ~0ull - (kPageSize - 1)) {
         ++failed_allocs_;
         return std::nullopt;
     }
@@ -177,26 +184,29 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
 
     uint32_t found = kNil;
     uint64_t first = 0;
-    // (1) Every block of this bin and above fits, alignment padding included.
     const unsigned guaranteed = bin_round_up(pages + mask);
-    const unsigned gbin = first_bin_from(guaranteed);
-    if (gbin != kBinCount) {
-        found = bin_head_[gbin];
-        first = (page(found) + mask) & ~mask;
-    } else {
-        // (2) Bounded good-fit probe of the smaller classes that may hold a fitting block.
-        unsigned probes = 0;
-        for (unsigned bin = first_bin_from(bin_of(pages)); bin < guaranteed && probes < kMaxProbes;
-             bin = first_bin_from(bin + 1)) {
-            for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
-                 n = nodes_[n].link_next, ++probes) {
-                if (fits(n, first)) {
-                    found = n;
-                    break;
-                }
-            }
-            if (found != kNil)
+    // (1) Good fit: the classes below the guaranteed one may hold a block that fits (same class
+    // as the request, or alignment padding smaller than the worst case). Checking a bounded
+    // number of them first keeps big blocks whole, which is what keeps a nearly full heap usable.
+    unsigned probes = 0;
+    for (unsigned bin = first_bin_from(bin_of(pages)); bin < guaranteed && probes < kMaxProbes;
+         bin = first_bin_from(bin + 1)) {
+        for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
+             n = nodes_[n].link_next, ++probes) {
+            if (fits(n, first)) {
+                found = n;
                 break;
+            }
+        }
+        if (found != kNil)
+            break;
+    }
+    // (2) Every block of the guaranteed class and above fits, alignment padding included.
+    if (found == kNil) {
+        const unsigned gbin = first_bin_from(guaranteed);
+        if (gbin != kBinCount) {
+            found = bin_head_[gbin];
+            first = (page(found) + mask) & ~mask;
         }
     }
     if (found == kNil) {
@@ -220,12 +230,20 @@ bool IovaHeap::bad_free() {
 }
 
 void IovaHeap::free(uint64_t iova) {
-    const uint32_t n = find_live(iova);
-    if (n == kNil) {
+    // One walk of the hash chain both finds the node and unlinks it.
+    uint32_t* link = nullptr;
+    const uint64_t pg = iova >> kPageShift;
+    if ((iova & (kPageSize - 1)) == 0 && pg >= start_page_ && pg < end_page_) {
+        link = &buckets_[bucket_of(pg)];
+        while (*link != kNil && nodes_[*link].page_flags != pg)
+            link = &nodes_[*link].link_next;
+    }
+    if (link == nullptr || *link == kNil) {
         bad_free();
         return;
     }
-    hash_remove(n);
+    const uint32_t n = *link;
+    *link = nodes_[n].link_next;
     --live_ranges_;
     live_pages_ -= block_pages(n);
 
@@ -277,9 +295,57 @@ IovaHeap::Stats IovaHeap::stats() const {
     return s;
 }
 
+bool IovaHeap::check_invariants() const {
+    // Physical chain: from the sentinel backwards, contiguous, no two free blocks adjacent.
+    uint64_t blocks = 0, free_blocks = 0, live = 0, live_pages = 0;
+    uint32_t n = nodes_[sentinel_].phys_prev;
+    uint32_t after = sentinel_;
+    while (n != kNil) {
+        if (nodes_[n].phys_next != after || page(n) >= page(after))
+            return false;
+        if (is_free(n)) {
+            if (is_free(after))
+                return false;
+            ++free_blocks;
+        } else {
+            if (find_live(page(n) << kPageShift) != n)
+                return false;
+            ++live;
+            live_pages += block_pages(n);
+        }
+        ++blocks;
+        after = n;
+        n = nodes_[n].phys_prev;
+    }
+    if (blocks != 0 && page(after) != start_page_)
+        return false;
+    if (live != live_ranges_ || live_pages != live_pages_)
+        return false;
+    // Size-class lists and bitmaps.
+    uint64_t listed = 0;
+    for (unsigned bin = 0; bin < kBinCount; ++bin) {
+        const bool bit = (sl_bitmap_[bin / kSlCount] >> (bin % kSlCount)) & 1;
+        const bool row = (fl_bitmap_ >> (bin / kSlCount)) & 1;
+        if (bit != (bin_head_[bin] != kNil) || (bit && !row))
+            return false;
+        uint32_t prev = kNil;
+        for (uint32_t f = bin_head_[bin]; f != kNil; f = nodes_[f].link_next) {
+            if (!is_free(f) || bin_of(block_pages(f)) != bin || nodes_[f].link_prev != prev)
+                return false;
+            prev = f;
+            ++listed;
+        }
+    }
+    for (unsigned fl = 0; fl < kFlCount; ++fl) {
+        if (((fl_bitmap_ >> fl) & 1) != (sl_bitmap_[fl] != 0))
+            return false;
+    }
+    return listed == free_blocks;
+}
+
 // ---- iova -> live node hash ----------------------------------------------------------------
 
-size_t IovaHeap::bucket_of(uint64_t page) const {
+FDNC_HOT_INLINE size_t IovaHeap::bucket_of(uint64_t page) const {
     return static_cast<size_t>((page * kHashMul) >> bucket_shift_);
 }
 
@@ -296,19 +362,12 @@ uint32_t IovaHeap::find_live(uint64_t iova) const {
     return kNil;
 }
 
-void IovaHeap::hash_insert(uint32_t n) {
+FDNC_HOT_INLINE void IovaHeap::hash_insert(uint32_t n) {
     if (live_ranges_ + 1 > buckets_.size())
         hash_grow();
     uint32_t& head = buckets_[bucket_of(page(n))];
     nodes_[n].link_next = head;
     head = n;
-}
-
-void IovaHeap::hash_remove(uint32_t n) {
-    uint32_t* link = &buckets_[bucket_of(page(n))];
-    while (*link != n)
-        link = &nodes_[*link].link_next;
-    *link = nodes_[n].link_next;
 }
 
 void IovaHeap::hash_grow() {

@@ -21,15 +21,18 @@
 // two count-trailing-zeros.
 //
 // Allocation of p pages aligned to a pages. need = p + a - 1 pages guarantee an aligned fit in
-// any block. (1) The bin of `need` rounded up to its class's upper bound holds only blocks that
-// fit, so its head is taken if it is non-empty. (2) Otherwise ("good fit" fallback) up to
-// kMaxProbes blocks from the bins between the exact class of p and that bin are checked one by
-// one; this finds the tight fits (alignment = the whole range, a nearly full heap) that the
-// rounded-up search must skip. The front padding before an aligned start becomes a free block of
-// its own and the tail after the allocation another, so alignment wastes no space.
+// any block, so every block in the bin of `need` rounded up to its class's upper bound, or any
+// higher bin, fits. (1) Good fit first: up to kMaxProbes blocks from the bins between the exact
+// class of p and that guaranteed bin are checked one by one (same-class blocks, blocks whose
+// alignment padding is smaller than the worst case). Taking those keeps big blocks whole, which
+// is what keeps a nearly full heap usable, and finds the tight fits (alignment = the whole range)
+// a pure rounded-up search must skip. (2) Else the head of the first non-empty bin at or above
+// the guaranteed one. The front padding before an aligned start becomes a free block of its own
+// and the tail after the allocation another, so alignment wastes no space.
 //
 // Free. A hash table (bucket heads, chained through the free-list link of live nodes, which a
-// live node does not use) maps an iova to its node in O(1). The block is merged with a free
+// live node does not use; grown only when live ranges exceed the bucket count) maps an iova to
+// its node in O(1) expected. The block is merged with a free
 // previous and/or next neighbour immediately, so two free blocks are never adjacent and an
 // empty heap is one block again.
 //
@@ -86,6 +89,8 @@ public:
 
     // Strict mode asserts on a bad free; tests turn it off to exercise the counted path.
     void set_strict(bool strict) { strict_ = strict; }
+    // Walks every block, list and bitmap; false if any invariant is broken. O(blocks): for tests.
+    bool check_invariants() const;
     // Pre-sizes the node pool and hash for `live_ranges` so later calls never allocate.
     void reserve(uint32_t live_ranges);
 
@@ -124,7 +129,6 @@ private:
     uint32_t find_live(uint64_t iova) const;
     size_t bucket_of(uint64_t page) const;
     void hash_insert(uint32_t n);
-    void hash_remove(uint32_t n);
     void hash_grow();
     bool bad_free();
 

@@ -51,6 +51,7 @@ struct Model {
 };
 
 void check_stats(const IovaHeap& heap, const Model& model) {
+    REQUIRE(heap.check_invariants());
     const auto s = heap.stats();
     REQUIRE(s.live_ranges == model.live.size());
     REQUIRE(s.live_bytes == model.live_bytes());
