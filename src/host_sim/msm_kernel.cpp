@@ -52,9 +52,18 @@ struct MsmKernel::AddressSpace {
     // drm_mm_insert_node_in_range(size, PAGE_SIZE alignment, [rs, re), best fit): the smallest
     // hole that fits, lowest address on ties; -ENOSPC when nothing fits (§1.2 #7).
     int insert(uint64_t len, uint64_t rs, uint64_t re, uint64_t object_id, uint64_t* out) {
+        if (len == 0 || rs >= re)
+            return -ENOSPC;
+        if (re - rs == len) { // SET_IOVA: exactly one candidate, O(log n)
+            if (rs % kPageSize || rs < start || re > end() || overlaps(rs, re))
+                return -ENOSPC;
+            ranges[rs] = {re, object_id};
+            *out = rs;
+            return 0;
+        }
         rs = std::max(rs, start);
         re = std::min(re, end());
-        if (len == 0 || rs >= re)
+        if (rs >= re)
             return -ENOSPC;
         uint64_t best = 0, best_hole = UINT64_MAX;
         bool found = false;
@@ -80,6 +89,13 @@ struct MsmKernel::AddressSpace {
         ranges[best] = {best + len, object_id};
         *out = best;
         return 0;
+    }
+    bool overlaps(uint64_t b, uint64_t e) const {
+        auto it = ranges.lower_bound(e);
+        if (it == ranges.begin())
+            return false;
+        --it;
+        return it->second.first > b;
     }
     void release(uint64_t iova) { ranges.erase(iova); }
 };
@@ -265,6 +281,7 @@ void MsmKernel::free_object_locked(Object& obj) {
     if (obj.memfd >= 0)
         close(obj.memfd);
     memory_used_ -= obj.size;
+    exported_.erase(obj.id);
     objects_.erase(obj.id);
 }
 
@@ -1016,6 +1033,7 @@ int MsmKernel::prime_handle_to_fd(FileId f, uint32_t handle, int* fd) {
         return -errno;
     if (!obj->exported) {
         obj->exported = true;
+        exported_.insert(obj->id);
         obj->refs++; // the dma-buf holds the object (§1.4: its ranges stay reserved)
     }
     *fd = nfd;
@@ -1030,8 +1048,12 @@ int MsmKernel::prime_fd_to_handle(FileId f, int fd, uint32_t* handle) {
     struct stat st {};
     if (fd < 0 || fstat(fd, &st) != 0)
         return -EBADF;
-    for (auto& [oid, obj] : objects_) {
-        if (!obj->exported || obj->dev != st.st_dev || obj->ino != st.st_ino)
+    for (uint64_t oid : exported_) {
+        auto oit = objects_.find(oid);
+        if (oit == objects_.end())
+            continue;
+        Object* obj = oit->second.get();
+        if (obj->dev != st.st_dev || obj->ino != st.st_ino)
             continue;
         for (auto& [h, id] : file->handles) {
             if (id == oid) { // drm_prime: one handle per object per file
@@ -1050,9 +1072,11 @@ int MsmKernel::prime_fd_to_handle(FileId f, int fd, uint32_t* handle) {
 // (before allocating memory or iova space).
 void MsmKernel::reap_orphan_exports_locked() {
     std::vector<Object*> orphans;
-    for (auto& [oid, obj] : objects_)
-        if (obj->exported && obj->refs == 1)
-            orphans.push_back(obj.get());
+    for (uint64_t oid : exported_) {
+        auto it = objects_.find(oid);
+        if (it != objects_.end() && it->second->refs == 1)
+            orphans.push_back(it->second.get());
+    }
     if (orphans.empty())
         return;
     std::set<std::pair<dev_t, ino_t>> open;
@@ -1076,6 +1100,7 @@ void MsmKernel::reap_orphan_exports_locked() {
     for (auto* o : orphans) {
         if (!open.count({o->dev, o->ino})) {
             o->exported = false;
+            exported_.erase(o->id);
             unref_locked(*o);
         }
     }

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <span>
 #include <string>
 #include <thread>
@@ -203,6 +204,7 @@ private:
     FileId next_file_ = 1;
     std::unordered_map<uint64_t, std::unique_ptr<Object>> objects_;
     uint64_t next_object_ = 1;
+    std::set<uint64_t> exported_; // objects with a live dma-buf (B14 / §1.4)
     std::unique_ptr<AddressSpace> global_vm_;
     std::deque<std::unique_ptr<Submit>> ring_; // one GPU ring: in submission order, FIFO retire
     uint64_t ring_busy_until_ = 0;

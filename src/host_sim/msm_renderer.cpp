@@ -612,9 +612,16 @@ int MsmRenderer::run_stream(Context& c, std::span<const uint8_t> cmd) {
         while (dec.next(&rec)) {
             const HandlerEntry& h = kHandlers[rec.cmd];
             // Private, zero-extended copy before use (H5; no TOCTOU on guest memory).
-            std::vector<uint8_t> req(std::max<size_t>(h.size, rec.bytes.size()), 0);
-            std::memcpy(req.data(), rec.bytes.data(), rec.bytes.size());
-            std::vector<uint8_t> rsp(rec.rsp_size, 0);
+            const size_t req_len = std::max<size_t>(h.size, rec.bytes.size());
+            if (req_buf_.size() < req_len)
+                req_buf_.resize(req_len);
+            std::memcpy(req_buf_.data(), rec.bytes.data(), rec.bytes.size());
+            std::memset(req_buf_.data() + rec.bytes.size(), 0, req_len - rec.bytes.size());
+            if (rsp_buf_.size() < rec.rsp_size)
+                rsp_buf_.resize(rec.rsp_size);
+            std::memset(rsp_buf_.data(), 0, rec.rsp_size); // R3: built in a zeroed buffer
+            std::span<const uint8_t> req(req_buf_.data(), req_len);
+            std::span<uint8_t> rsp(rsp_buf_.data(), rec.rsp_size);
             int r = (this->*h.fn)(c, rec, req, rsp);
             if (r) { // H6
                 logf("ctx %u: %s (seqno %u) failed with %d: rest of the batch dropped", c.id, h.name,

@@ -144,6 +144,7 @@ private:
     mutable std::mutex mu_;
     std::map<uint32_t, std::unique_ptr<Context>> contexts_;
     HostFenceCallback fence_cb_;
+    std::vector<uint8_t> req_buf_, rsp_buf_; // private request copy / response, under mu_
     mutable std::mutex log_mu_;
     std::deque<std::string> log_;
 };
