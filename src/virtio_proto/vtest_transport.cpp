@@ -488,23 +488,32 @@ int VtestTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
     const auto deadline = timeout_ns < 0 ? Clock::time_point::max() : start + std::chrono::nanoseconds(timeout_ns);
     int fd = -1;
     int sock;
-    {
-        std::lock_guard g(m.mu);
-        for (;;) {
-            const FenceLookup l = m.timelines.lookup(fence.ring_idx, fence.point, &fd);
-            if (l == FenceLookup::Signaled) return 0;
-            if (m.dead) return -EPIPE;
-            if (l == FenceLookup::Unknown) return -EINVAL;
-            if (l == FenceLookup::Pollable) break;
-            // Pending: its fd is behind earlier replies; a pure poll does not block on them.
-            if (timeout_ns == 0) {
-                pollfd pf{m.sock, POLLIN, 0};
-                if (::poll(&pf, 1, 0) != 1) return -ETIMEDOUT;
-            }
-            if (m.replies.empty()) return m.fail(-EPROTO, "fence reply missing");
-            if (int r = m.read_one_reply(); r < 0) return r;
-        }
+    for (;;) {
+        std::unique_lock g(m.mu);
+        const FenceLookup l = m.timelines.lookup(fence.ring_idx, fence.point, &fd);
+        if (l == FenceLookup::Signaled) return 0;
+        if (m.dead) return -EPIPE;
+        if (l == FenceLookup::Unknown) return -EINVAL;
         sock = m.sock;
+        if (l == FenceLookup::Pollable) break;
+        // Pending: the fd is behind earlier replies. Waiting for it to arrive is bounded by the
+        // caller's deadline and is not fatal: fdnc-hostsim answers an out-fence only once the
+        // batch's in-fence signaled. The lock is dropped meanwhile.
+        if (m.replies.empty()) return m.fail(-EPROTO, "fence reply missing");
+        pollfd pf{sock, POLLIN, 0};
+        if (::poll(&pf, 1, 0) != 1) {
+            g.unlock();
+            int ms = -1;
+            if (deadline != Clock::time_point::max()) {
+                const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+                if (left <= 0) return -ETIMEDOUT;
+                ms = static_cast<int>(std::min<int64_t>(left, 1 << 30));
+            }
+            const int n = ::poll(&pf, 1, ms);
+            if (n == 0) return -ETIMEDOUT;
+            continue; // re-check under the lock: another thread may have read it
+        }
+        if (int r = m.read_one_reply(); r < 0) return r;
     }
     bool kicked = m.opts.stall_kick_ms <= 0;
     for (;;) {
