@@ -288,6 +288,28 @@ CaptureStats Capture::stats() const {
     return st;
 }
 
+LifetimeEvents lifetime_events(const Capture& c) {
+    LifetimeEvents ev;
+    ev.alloc_before.resize(c.submits.size());
+    ev.free_after.resize(c.submits.size());
+    // Lifetimes are created in (submit, iova) order, so both lists come out sorted by iova
+    // within a submit for alloc_before; free_after is sorted explicitly.
+    for (uint32_t i = 0; i < c.lifetimes.size(); ++i) {
+        ev.alloc_before[c.lifetimes[i].first_submit].push_back(i);
+        ev.free_after[c.lifetimes[i].last_submit].push_back(i);
+    }
+    for (auto& v : ev.free_after)
+        std::sort(v.begin(), v.end(),
+                  [&](uint32_t a, uint32_t b) { return c.lifetimes[a].iova < c.lifetimes[b].iova; });
+    return ev;
+}
+
+bool rp6_default_skips(std::string_view t) {
+    for (std::string_view p : {"fdperf", "chrome", "surfaceflinger", "X"})
+        if (t.substr(0, p.size()) == p) return true;
+    return false;
+}
+
 std::string capture_diff(const Capture& a, const Capture& b) {
     auto num = [](uint64_t v) { return std::to_string(v); };
     if (a.gpu_id != b.gpu_id) return "gpu_id " + num(a.gpu_id) + " vs " + num(b.gpu_id);

@@ -167,6 +167,18 @@ class CaptureBuilder {
     std::string problem_;
 };
 
+// Per submit: the lifetimes to allocate before it (first use) and to free after it (last use),
+// each list in iova order. The replayer's whole buffer plan in two loops.
+struct LifetimeEvents {
+    std::vector<std::vector<uint32_t>> alloc_before;   // [submit] -> lifetime indices
+    std::vector<std::vector<uint32_t>> free_after;
+};
+LifetimeEvents lifetime_events(const Capture& c);
+
+// RP6: Mesa's replay skips submits whose RD_CMD starts with fdperf, chrome, surfaceflinger or 'X'
+// unless told otherwise (the X server's own submits in a glxgears capture, for example).
+bool rp6_default_skips(std::string_view cmd_text);
+
 // Empty if a and b describe the same stream (header, cmd texts, decls with contents bytes,
 // cmdstreams, wrbuffers); otherwise the first difference, for test and tool messages.
 std::string capture_diff(const Capture& a, const Capture& b);

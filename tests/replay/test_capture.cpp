@@ -196,3 +196,39 @@ TEST_CASE("max live bytes and max live buffers are maxima over submits, taken se
     CHECK(st.max_live_bytes == 0x1000);   // submit 2: one big buffer beats 0x300 at submit 0
     CHECK(st.buffer_bytes == 0x1300);
 }
+
+TEST_CASE("lifetime events allocate at first use and free after last use") {
+    CaptureBuilder b;
+    b.gpuaddr(0x3000, 0x100);
+    b.gpuaddr(0x1000, 0x100);
+    b.cmdstream(0x1000, 4);
+    b.gpuaddr(0x1000, 0x100);
+    b.cmdstream(0x1000, 4);
+    b.gpuaddr(0x1000, 0x100);
+    b.gpuaddr(0x2000, 0x100);
+    b.cmdstream(0x2000, 4);
+    Capture c = std::move(b).finish();
+    const LifetimeEvents ev = lifetime_events(c);
+    REQUIRE(ev.alloc_before.size() == 3);
+    auto iovas = [&](const std::vector<uint32_t>& v) {
+        std::vector<uint64_t> out;
+        for (uint32_t i : v) out.push_back(c.lifetimes[i].iova);
+        return out;
+    };
+    CHECK(iovas(ev.alloc_before[0]) == std::vector<uint64_t>{0x1000, 0x3000});
+    CHECK(iovas(ev.free_after[0]) == std::vector<uint64_t>{0x3000});
+    CHECK(ev.alloc_before[1].empty());
+    CHECK(ev.free_after[1].empty());
+    CHECK(iovas(ev.alloc_before[2]) == std::vector<uint64_t>{0x2000});
+    CHECK(iovas(ev.free_after[2]) == std::vector<uint64_t>{0x1000, 0x2000});
+}
+
+TEST_CASE("the RP6 default filter skips X, fdperf, chrome and surfaceflinger submits only") {
+    CHECK(rp6_default_skips("X/23360: fence=1029603"));
+    CHECK(rp6_default_skips("fdperf"));
+    CHECK(rp6_default_skips("chrome/1: fence=2"));
+    CHECK(rp6_default_skips("surfaceflinger"));
+    CHECK_FALSE(rp6_default_skips("glxgears/23375: fence=1029604"));
+    CHECK_FALSE(rp6_default_skips("xterm"));
+    CHECK_FALSE(rp6_default_skips(""));
+}

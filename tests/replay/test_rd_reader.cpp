@@ -1,6 +1,8 @@
 // Section-stream parsing and error reporting on crafted files (PROTOCOL.md §9.1-9.3).
 #include <catch2/catch.hpp>
 
+#include <random>
+
 #include "replay/capture_loader.h"
 #include "replay/rd_reader.h"
 #include "rd_test_util.h"
@@ -361,6 +363,27 @@ TEST_CASE("cutting a valid file at any byte gives either a clean prefix or an er
             INFO("cut " << cut << " " << name);
             CHECK(c.ok() == at_boundary);
             if (!c.ok()) CHECK(c.error().offset <= cut);
+        }
+    }
+}
+
+TEST_CASE("randomly corrupted files load or fail with an offset inside the stream, never crash") {
+    TempDir dir;
+    const Bytes good = small_capture();
+    std::mt19937 rng(20261126);
+    for (int iter = 0; iter < 400; ++iter) {
+        Bytes b = good;
+        const int flips = 1 + static_cast<int>(rng() % 4);
+        for (int k = 0; k < flips; ++k) b[rng() % b.size()] = static_cast<uint8_t>(rng());
+        if (rng() % 4 == 0) b.resize(rng() % b.size());
+        const bool gz = rng() % 2;
+        auto c = load_bytes(dir, gz ? gzip(b) : b, gz ? "f.rd.gz" : "f.rd");
+        INFO("iteration " << iter);
+        if (!c.ok()) {
+            CHECK(c.error().offset <= b.size());
+            CHECK_FALSE(c.error().what().empty());
+        } else {
+            CHECK(c.value().bytes.size() <= b.size());
         }
     }
 }
