@@ -358,7 +358,9 @@ int InprocTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
     if (!fence) return 0;
     Impl& m = *impl_;
     const auto start = Clock::now();
-    const auto deadline = timeout_ns < 0 ? Clock::time_point::max() : start + std::chrono::nanoseconds(timeout_ns);
+    // Beyond ~100 days the sum could overflow the clock: treat such timeouts as "no limit".
+    const bool forever = timeout_ns < 0 || timeout_ns > int64_t{1} << 53;
+    const auto deadline = forever ? Clock::time_point::max() : start + std::chrono::nanoseconds(timeout_ns);
     std::unique_lock lk(m.mu);
     if (fence.ring_idx >= m.rings.size()) return m.dead || m.stopping ? -EPIPE : -EINVAL;
     Impl::Ring& r = m.rings[fence.ring_idx];

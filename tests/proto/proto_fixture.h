@@ -53,6 +53,8 @@ public:
     std::vector<Call> calls;
     std::vector<uint8_t> shmem = std::vector<uint8_t>(wire::kShmemSize, 0);
     std::mutex mu;
+    bool execute = true;          // false: batches are recorded but seqno never moves
+    uint32_t garbage_rsp_len = 0; // non-zero: written as rsp.len into every response slot
 
     RecordingTransport() {
         const uint32_t off = wire::kShmemRspMemOffset;
@@ -94,10 +96,14 @@ public:
 
 private:
     void run(std::span<const uint8_t> cmd) {
+        if (!execute) return;
         CcmdDecoder dec(cmd, wire::kShmemSize - wire::kShmemRspMemOffset);
         Ccmd c;
-        while (dec.next(&c))
+        while (dec.next(&c)) {
+            if (garbage_rsp_len && c.rsp_size)
+                std::memcpy(shmem.data() + wire::kShmemRspMemOffset + c.rsp_off, &garbage_rsp_len, 4);
             __atomic_store_n(reinterpret_cast<uint32_t*>(shmem.data()), c.seqno, __ATOMIC_RELEASE);
+        }
     }
 };
 

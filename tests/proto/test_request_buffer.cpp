@@ -238,3 +238,40 @@ TEST_CASE("four threads enqueueing concurrently get unique seqnos in stream orde
         window.emplace_back(c.rsp_off, 32u);
     }
 }
+
+TEST_CASE("send_sync reports a response slot whose len the host garbled as EPROTO") {
+    RecordingTransport t;
+    t.garbage_rsp_len = 0x10000; // larger than the slot the guest reserved
+    RequestBuffer rb(t, t.shmem.data(), kShmemSize);
+    auto g = ccmd::get_param(MSM_PARAM_GPU_ID);
+    std::vector<uint8_t> rsp(g.rsp_size);
+    CHECK(rb.send_sync(g.span(), rsp, 1'000'000'000) == -EPROTO);
+    t.garbage_rsp_len = 2; // shorter than the rsp header itself
+    auto h = ccmd::get_param(MSM_PARAM_GPU_ID);
+    CHECK(rb.send_sync(h.span(), rsp, 1'000'000'000) == -EPROTO);
+}
+
+TEST_CASE("send_sync gives up with ETIMEDOUT when the host seqno never reaches the request") {
+    RecordingTransport t;
+    t.execute = false;
+    RequestBuffer rb(t, t.shmem.data(), kShmemSize);
+    auto g = ccmd::get_param(MSM_PARAM_GPU_ID);
+    std::vector<uint8_t> rsp(g.rsp_size);
+    CHECK(rb.send_sync(g.span(), rsp, 1'000'000) == -ETIMEDOUT);
+    CHECK(rb.wait_seqno(g.seqno(), 0) == -ETIMEDOUT);
+}
+
+TEST_CASE("async_error and global_faults are read from the shared page") {
+    RecordingTransport t;
+    const uint32_t err = 3, faults = 5;
+    std::memcpy(t.shmem.data() + offsetof(msm_shmem, async_error), &err, 4);
+    std::memcpy(t.shmem.data() + offsetof(msm_shmem, global_faults), &faults, 4);
+    RequestBuffer rb(t, t.shmem.data(), kShmemSize);
+    CHECK(rb.async_error() == 3);
+    CHECK(rb.global_faults() == 5);
+    const uint32_t old_host = 8; // rsp_mem_offset 8: an older host without the msm fields
+    std::memcpy(t.shmem.data() + offsetof(vdrm_shmem, rsp_mem_offset), &old_host, 4);
+    RequestBuffer old_rb(t, t.shmem.data(), kShmemSize);
+    CHECK(old_rb.async_error() == 0);
+    CHECK(old_rb.rsp_area_size() == kShmemSize - 8);
+}
