@@ -116,6 +116,7 @@ struct InprocTransport::Impl {
 
     void attach_router() {
         std::lock_guard g(g_routers_mu);
+        std::erase_if(g_routers, [](const auto& kv) { return kv.second.expired(); }); // Hosts gone
         router = g_routers[host].lock();
         if (!router) {
             router = std::make_shared<HostRouter>();
@@ -140,7 +141,9 @@ struct InprocTransport::Impl {
     void on_retire(uint32_t ring, uint64_t point) {
         std::lock_guard g(mu);
         if (ring >= rings.size()) return;
-        rings[ring].retiring.emplace_back(point, Clock::now() + half_rtt);
+        const auto now = Clock::now();
+        rings[ring].retiring.emplace_back(point, now + half_rtt);
+        refresh(rings[ring], now); // keeps the list short when nobody waits on this ring
         guest_cv.notify_all();
     }
 
