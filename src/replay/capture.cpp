@@ -70,7 +70,15 @@ bool contains(const std::vector<SubmitBuffer>& bufs, uint64_t iova, uint64_t siz
 // cmdstream no decl covers gets an implicit allocation of exactly its range: kernels before the
 // 2025 msm_rd rework tested the DUMP flag of bo[cmd index] instead of bo[cmd->idx], so a
 // cmdstream range can be missing from real captures (fd-clouds.rd.gz has this).
-void resolve_submit(Submit& s, Anomalies& an) {
+void resolve_submit(Submit& s, Anomalies& an, uint64_t align) {
+    // Allocations cover whole alignment units: an iova can only be bound at page granularity,
+    // and kernel cmd-range snapshots (§9.4) are neither page-aligned nor page-sized.
+    auto range = [align](uint64_t iova, uint64_t size, bool from_decl) {
+        const uint64_t lo = iova & ~(align - 1);
+        const uint64_t e = end_of(iova, size);
+        const uint64_t hi = e > UINT64_MAX - (align - 1) ? UINT64_MAX : (e + align - 1) & ~(align - 1);
+        return Range{lo, hi - lo, from_decl};
+    };
     std::vector<Range> ranges;
     std::vector<uint32_t> decl_range(s.decls.size(), kNoBuffer);
     for (uint32_t i = 0; i < s.decls.size(); ++i) {
@@ -79,7 +87,7 @@ void resolve_submit(Submit& s, Anomalies& an) {
             continue;
         }
         decl_range[i] = static_cast<uint32_t>(ranges.size());
-        ranges.push_back(Range{s.decls[i].iova, s.decls[i].size, true});
+        ranges.push_back(range(s.decls[i].iova, s.decls[i].size, true));
     }
     std::vector<uint32_t> alloc_of;
     uint64_t merged = 0;
@@ -91,7 +99,7 @@ void resolve_submit(Submit& s, Anomalies& an) {
         uint32_t idx;
         if (c.size_bytes == 0 || contains(s.buffers, c.iova, c.size_bytes, idx)) continue;
         ++an.cmds_outside_buffers;
-        ranges.push_back(Range{c.iova, c.size_bytes, false});
+        ranges.push_back(range(c.iova, c.size_bytes, false));
         added = true;
     }
     if (added) s.buffers = merge_ranges(ranges, alloc_of, merged);
@@ -177,6 +185,10 @@ std::string process_name(std::string_view t) {
     return std::string(t);
 }
 
+void CaptureBuilder::set_alignment(uint64_t align) {
+    align_ = (align != 0 && (align & (align - 1)) == 0) ? align : 1;
+}
+
 void CaptureBuilder::cmd_text(std::string text) {
     last_cmd_ = std::move(text);
     const std::string name = process_name(last_cmd_);
@@ -247,7 +259,7 @@ Capture CaptureBuilder::finish() && {
         // No cmdstream follows these decls, so there is no submit to replay (RP4/RP7).
         c_.anomalies.trailing_decls += open_.decls.size();
     }
-    for (Submit& s : c_.submits) resolve_submit(s, c_.anomalies);
+    for (Submit& s : c_.submits) resolve_submit(s, c_.anomalies, align_);
     derive_lifetimes(c_);
     return std::move(c_);
 }

@@ -10,6 +10,8 @@
 //    declare a bo and then again just the cmd range inside it, so decls can overlap);
 //  - buffers: what must be allocated: overlapping decls merged, sorted by iova, disjoint, each
 //    with its uploads (offset in buffer + bytes) in file order. Cmdstreams point into these.
+//    Ranges are widened to the builder's alignment first (load_capture: 4 KiB pages), and a
+//    cmdstream no decl covers gets an implicit buffer (see Anomalies::cmds_outside_buffers).
 #pragma once
 
 #include <cstdint>
@@ -41,7 +43,7 @@ struct Upload {
     ByteRange data;
 };
 
-struct SubmitBuffer {        // one allocation a submit needs
+struct SubmitBuffer {        // one allocation a submit needs (aligned, see the file comment)
     uint32_t lifetime = 0;   // index into Capture::lifetimes
     uint64_t iova = 0;
     uint64_t size = 0;
@@ -134,6 +136,9 @@ std::string process_name(std::string_view cmd_text);
 // a recorder or a test. finish() resolves buffers and derives lifetimes.
 class CaptureBuilder {
   public:
+    // Allocation granularity (power of two; anything else means 1). Default 1: ranges exactly
+    // as declared. Decls keep their exact values either way.
+    void set_alignment(uint64_t align);
     void set_gpu_id(uint32_t id) { c_.gpu_id = id; }
     void set_chip_id(uint64_t id) { c_.chip_id = id; }
     void cmd_text(std::string text);
@@ -160,6 +165,7 @@ class CaptureBuilder {
   private:
     void close_submit();
     Capture c_;
+    uint64_t align_ = 1;
     Submit open_{};
     bool open_has_decl_or_cmd_ = false;
     bool bound_ = false;         // open_.decls.back() may still take contents

@@ -47,12 +47,13 @@ RdError bad(const SectionHeader& h, std::string what) {
 
 } // namespace
 
-Result<Capture> load_capture(const std::string& path) {
+Result<Capture> load_capture(const std::string& path, const LoadOptions& opts) {
     auto opened = RdReader::open(path);
     if (!opened) return opened.error();
     RdReader& rd = opened.value();
 
     CaptureBuilder b;
+    b.set_alignment(opts.alignment);
     b.set_compressed(rd.compressed());
     std::vector<uint8_t> payload;
     SectionHeader h;

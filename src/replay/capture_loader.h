@@ -12,6 +12,14 @@
 
 namespace fdnc::rd {
 
-Result<Capture> load_capture(const std::string& path);
+inline constexpr uint64_t kPageBytes = 4096;
+
+struct LoadOptions {
+    // Granularity of Submit::buffers / lifetimes. 4 KiB = what SET_IOVA can bind (RP5); 1 keeps
+    // the file's exact ranges (for inspection tools).
+    uint64_t alignment = kPageBytes;
+};
+
+Result<Capture> load_capture(const std::string& path, const LoadOptions& opts = {});
 
 } // namespace fdnc::rd

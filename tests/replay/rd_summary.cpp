@@ -1,4 +1,5 @@
 // Prints one line of capture facts per .rd/.rd.gz argument; exit 1 if any fails to load.
+// Buffers are counted at 4 KiB allocation granularity (load_capture's default).
 // Registered as a test over the shared traces so the numbers show up in the test log.
 #include <cinttypes>
 #include <cstdio>

@@ -232,3 +232,39 @@ TEST_CASE("the RP6 default filter skips X, fdperf, chrome and surfaceflinger sub
     CHECK_FALSE(rp6_default_skips("xterm"));
     CHECK_FALSE(rp6_default_skips(""));
 }
+
+TEST_CASE("page alignment widens unaligned decls and merges ones that share a page") {
+    // The es2gears-a320 pattern: two kernel cmd-range snapshots back to back, mid-page.
+    CaptureBuilder b;
+    b.set_alignment(4096);
+    b.gpuaddr(0x11842370, 25320);
+    REQUIRE(b.contents(filled(25320, 1)));
+    b.gpuaddr(0x11848658, 1952);
+    REQUIRE(b.contents(filled(1952, 2)));
+    b.cmdstream(0x11848658, 1952);
+    Capture c = std::move(b).finish();
+    const Submit& s = c.submits[0];
+    REQUIRE(s.buffers.size() == 1);
+    CHECK(s.buffers[0].iova == 0x11842000);
+    CHECK(s.buffers[0].size == 0x7000);
+    REQUIRE(s.buffers[0].uploads.size() == 2);
+    CHECK(s.buffers[0].uploads[0].offset_in_buffer == 0x370);
+    CHECK(s.buffers[0].uploads[1].offset_in_buffer == 0x6658);
+    CHECK(s.cmds[0].offset_in_buffer == 0x6658);
+    CHECK(s.decls[0].iova == 0x11842370);   // decls stay exact
+}
+
+TEST_CASE("alignment 1 keeps the declared ranges and a non-power-of-two alignment means 1") {
+    for (uint64_t a : {uint64_t{1}, uint64_t{3000}, uint64_t{0}}) {
+        CaptureBuilder b;
+        b.set_alignment(a);
+        b.gpuaddr(0x11842370, 25320);
+        b.gpuaddr(0x11848658, 1952);
+        b.cmdstream(0x11848658, 1952);
+        Capture c = std::move(b).finish();
+        INFO("alignment " << a);
+        REQUIRE(c.submits[0].buffers.size() == 2);
+        CHECK(c.submits[0].buffers[1].iova == 0x11848658);
+        CHECK(c.submits[0].buffers[1].size == 1952);
+    }
+}
