@@ -288,9 +288,14 @@ TEST_CASE("vtest a stalled server gives -ETIMEDOUT instead of a hang", "[vtest][
     HostsimProcess hs;
     REQUIRE(hs.ok());
     Ctx c = open_ctx(hs, 200);
+    int ret = 0;
+    auto caps = test::read_caps(*c.t, &ret);
     hs.pause();
+    // A valid create (a second shared page would make the server drop us instead).
+    auto gem = ccmd::gem_new(caps.u.msm.va_start, 4096, wire::MSM_BO_WC, 1);
+    BlobCreateArgs b{wire::VIRTGPU_BLOB_MEM_HOST3D, wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE, 4096, 1, gem.bytes};
     uint32_t h = 0;
-    REQUIRE(c.t->create_blob(test::shmem_args(), &h) == 0);
+    REQUIRE(c.t->create_blob(b, &h) == 0);
     uint32_t res = 0;
     CHECK(c.t->resource_id(h, &res) == -ETIMEDOUT);
     // The stream position is lost: from now on the transport is dead.
