@@ -109,6 +109,17 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n) {
     node.page_flags |= kFreeFlag;
     const unsigned bin = bin_of(block_pages(n));
     const uint32_t head = bin_head_[bin];
+    if (head != kNil && nodes_[head].page_flags < node.page_flags) {
+        // Lower addresses first (one step of address ordering): allocations gather at the low
+        // end and high blocks stay whole, as in address-ordered best fit.
+        const uint32_t second = nodes_[head].link_next;
+        node.link_prev = head;
+        node.link_next = second;
+        if (second != kNil)
+            nodes_[second].link_prev = n;
+        nodes_[head].link_next = n;
+        return;
+    }
     node.link_prev = kNil;
     node.link_next = head;
     if (head != kNil)
@@ -120,18 +131,21 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n) {
 
 FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n) {
     Node& node = nodes_[n];
-    const unsigned bin = bin_of(block_pages(n));
-    if (node.link_prev != kNil)
-        nodes_[node.link_prev].link_next = node.link_next;
-    else
-        bin_head_[bin] = node.link_next;
     if (node.link_next != kNil)
         nodes_[node.link_next].link_prev = node.link_prev;
-    if (bin_head_[bin] == kNil) {
-        const unsigned fl = bin / kSlCount;
-        sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
-        if (sl_bitmap_[fl] == 0)
-            fl_bitmap_ &= ~(1ull << fl);
+    if (node.link_prev != kNil) {
+        // Not the head: the list stays non-empty, so the bin (and the neighbour read its size
+        // needs) is not needed.
+        nodes_[node.link_prev].link_next = node.link_next;
+    } else {
+        const unsigned bin = bin_of(block_pages(n));
+        bin_head_[bin] = node.link_next;
+        if (node.link_next == kNil) {
+            const unsigned fl = bin / kSlCount;
+            sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
+            if (sl_bitmap_[fl] == 0)
+                fl_bitmap_ &= ~(1ull << fl);
+        }
     }
     node.page_flags &= ~kFreeFlag;
 }
