@@ -387,3 +387,20 @@ TEST_CASE("randomly corrupted files load or fail with an offset inside the strea
         }
     }
 }
+
+TEST_CASE("read_payload appends to the caller's store and skipped payloads cost nothing") {
+    TempDir dir;
+    write_file(dir.file("a.rd"), small_capture());
+    auto r = RdReader::open(dir.file("a.rd"));
+    REQUIRE(r.ok());
+    RdReader& rd = r.value();
+    Bytes store = {0xaa};
+    SectionHeader h;
+    while (rd.next_header(h) == RdReader::Next::section)
+        if (h.type == static_cast<uint32_t>(SectType::buffer_contents)) REQUIRE(rd.read_payload(store));
+    REQUIRE_FALSE(rd.failed());
+    REQUIRE(store.size() == 65);
+    CHECK(store[0] == 0xaa);
+    CHECK(Bytes(store.begin() + 1, store.end()) == filled(64, 1));
+    CHECK(rd.offset() == small_capture().size());
+}

@@ -163,3 +163,13 @@ TEST_CASE("every shared capture round-trips through the writer as .rd and as .rd
         }
     }
 }
+
+TEST_CASE("a missing traces directory is a loud failure, not a skip") {
+    const char* old = std::getenv("FDNC_TRACES_DIR");
+    const std::string saved = old ? old : "";
+    ::setenv("FDNC_TRACES_DIR", "/nonexistent/fdnc-traces", 1);
+    CHECK_THROWS_WITH(trace_files(), Catch::Contains("traces directory missing"));
+    ::unsetenv("FDNC_TRACES_DIR");
+    CHECK_THROWS_WITH(trace_files(), Catch::Contains("not set"));
+    if (old) ::setenv("FDNC_TRACES_DIR", saved.c_str(), 1);
+}
