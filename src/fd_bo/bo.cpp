@@ -100,18 +100,17 @@ int Bo::cpu_prep(Pipe* pipe, uint32_t op, int64_t timeout_ns) {
     Bo* b = backing();
     // 1) the GPU work of this process that uses the bo (its submits, by pipe).
     std::vector<FencePoint> fences = fences_snapshot();
+    (void)pipe; // every pipe that used the bo counts, not only the caller's
     for (const FencePoint& f : fences) {
-        Pipe* p = nullptr;
-        if (pipe && pipe->slot() == f.ring) p = pipe;
-        else p = dev_->pipe_in_slot(f.ring);
-        if (!p || p->is_retired(f.seqno)) continue;
+        FenceTimeline* tl = dev_->timeline(f.ring);
+        if (!tl || tl->is_retired(f.seqno)) continue;
         if (op & wire::MSM_PREP_NOSYNC) {
-            p->poll_retired();
-            if (!p->is_retired(f.seqno)) return -EBUSY;
+            tl->poll(dev_->transport());
+            if (!tl->is_retired(f.seqno)) return -EBUSY;
             continue;
         }
         bool blocked = false;
-        int ret = p->wait_internal(f.seqno, timeout_ns, &blocked);
+        int ret = tl->wait(dev_->transport(), f.seqno, timeout_ns, &blocked);
         if (blocked) dev_->host_waits().count(HostWait::CpuPrep);
         if (ret < 0) return ret;
     }

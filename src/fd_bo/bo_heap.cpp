@@ -115,6 +115,25 @@ void BoHeap::retire() {
     for (Bo* b : drop) b->unref();
 }
 
+void BoHeap::trim() {
+    retire();
+    std::vector<Bo*> drop;
+    {
+        std::lock_guard<std::mutex> g(lock_);
+        for (auto& list : classes_) {
+            for (auto it = list.begin(); it != list.end();) {
+                if ((*it)->used == 0) {
+                    drop.push_back((*it)->bo);
+                    it = list.erase(it);
+                } else {
+                    ++it;
+                }
+            }
+        }
+    }
+    for (Bo* b : drop) b->unref();
+}
+
 void BoHeap::release_all() {
     std::vector<Bo*> drop;
     {

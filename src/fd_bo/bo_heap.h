@@ -37,6 +37,8 @@ public:
     void free(Bo* sub);
     // Returns idle slots, drops empty surplus blocks. Caller must not hold the device lock.
     void retire();
+    // Drops every empty block (after retire()).
+    void trim();
     // Teardown: waits nothing; the device has already drained the pipes.
     void release_all();
     uint64_t suballocs() const { return suballocs_; }

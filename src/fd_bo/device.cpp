@@ -147,8 +147,13 @@ int Device::init(std::string* error) {
 Device::~Device() {
     if (!requests_) return; // init failed before the context existed
     // Pipes the client leaked: drain and drop them (each waits for its own submits).
-    for (auto& slot : pipes_) {
-        if (Pipe* p = slot.load()) delete p; // ~Pipe calls pipe_destroyed(), which clears the slot
+    for (uint32_t slot = 0; slot < kMaxPipes; slot++) {
+        Pipe* p;
+        {
+            std::lock_guard<std::mutex> g(lock_);
+            p = pipes_[slot];
+        }
+        delete p; // ~Pipe drains it and calls pipe_destroyed(), which clears the slot
     }
     for (Bo* bo : cache_->evict(0, -1)) bo_destroy_backing(bo);
     suballoc_->release_all();
@@ -181,9 +186,7 @@ int Device::status() {
 
 bool Device::fences_retired(const std::vector<FencePoint>& fences) {
     for (const FencePoint& f : fences) {
-        Pipe* p = pipe_in_slot(f.ring);
-        // A slot without a pipe was drained when its pipe was deleted.
-        if (p && !p->is_retired(f.seqno)) return false;
+        if (f.ring < kMaxPipes && !timelines_[f.ring].is_retired(f.seqno)) return false;
     }
     return true;
 }
@@ -195,16 +198,19 @@ void Device::retire() {
 }
 
 void Device::retire_pipes() {
-    for (auto& slot : pipes_)
-        if (Pipe* p = slot.load()) p->poll_retired();
+    for (FenceTimeline& tl : timelines_)
+        if (!tl.idle()) tl.poll(*transport_);
 }
 
 void Device::retire_locked() {
     for (uint32_t slot = 0; slot < kMaxPipes; slot++) {
-        Pipe* p = pipes_[slot].load();
-        if (!p) continue;
-        const uint32_t r = p->poll_retired();
-        if (r != 0) quarantine_->retire(slot, r);
+        FenceTimeline& tl = timelines_[slot];
+        if (tl.last_submitted() == 0) continue;
+        const uint32_t r = tl.idle() ? tl.retired() : tl.poll(*transport_);
+        if (r != 0 && r != retired_seen_[slot]) {
+            retired_seen_[slot] = r;
+            quarantine_->retire(slot, r);
+        }
     }
 }
 
@@ -255,25 +261,22 @@ std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* e
         }
         if (attempt >= 4) break;
         // Ranges still wait for in-flight submits: that is a real wait on the host.
-        bool waited = false;
-        std::vector<Pipe*> busy;
-        {
-            std::lock_guard<std::mutex> g(lock_);
-            for (auto& slot : pipes_) {
-                Pipe* p = slot.load();
-                if (p && p->last_submitted() != p->retired()) busy.push_back(p);
-            }
-        }
-        for (Pipe* p : busy) {
-            const uint32_t last = p->last_submitted();
-            if (p->wait_internal(last, opts_.sync_timeout_ns) == 0) waited = true;
+        bool waited = false, busy = false;
+        for (FenceTimeline& tl : timelines_) {
+            if (tl.idle()) continue;
+            busy = true;
+            bool blocked = false;
+            if (tl.wait(*transport_, tl.last_submitted(), opts_.sync_timeout_ns, &blocked) == 0 && blocked)
+                waited = true;
         }
         if (waited) waits_.count(HostWait::VaPressure);
-        else if (busy.empty()) break;
+        else if (!busy) break;
     }
     *err = -ENOMEM;
     return std::nullopt;
 }
+
+void Device::trim_heaps() { suballoc_->trim(); }
 
 void Device::trim_cache() {
     for (Bo* bo : cache_->evict(now_ns(), -1)) bo_destroy_backing(bo);
@@ -297,7 +300,10 @@ Bo* Device::bo_new(uint64_t size, uint32_t flags, const char* name, int* err) {
         return nullptr;
     }
     if (status() != 0) {
-        *err = -EIO;
+        // A lost context cannot create buffers any more. The real wire cannot tell a host
+        // out-of-memory from other async failures (§12.2), so every loss reads as -ENOMEM here,
+        // which is what a GL driver reports for a failed allocation anyway.
+        *err = -ENOMEM;
         return nullptr;
     }
     if (opts_.suballoc && opts_.iova_mode == IovaMode::Guest && BoHeap::eligible(size, flags)) {
@@ -547,7 +553,7 @@ Pipe* Device::pipe_new(uint32_t prio, int* err) {
     {
         std::lock_guard<std::mutex> g(lock_);
         for (uint32_t s = 0; s < kMaxPipes; s++)
-            if (!pipes_[s].load() && !slot_busy_[s]) {
+            if (!pipes_[s] && !slot_busy_[s]) {
                 slot = s;
                 slot_busy_[s] = true;
                 break;
@@ -571,9 +577,7 @@ Pipe* Device::pipe_new(uint32_t prio, int* err) {
         *err = ret;
         return nullptr;
     }
-    uint32_t first = slot_last_seqno_[slot] + 1;
-    if (static_cast<int32_t>(first) <= 0) first = 1;
-    Pipe* p = new Pipe(this, queue_id, prio, slot, first);
+    Pipe* p = new Pipe(this, queue_id, prio, slot, timelines_[slot]);
     pipes_[slot] = p;
     return p;
 }
@@ -583,9 +587,7 @@ void Device::pipe_destroyed(Pipe* pipe) {
     auto req = ccmd::submitqueue_close(pipe->id());
     std::lock_guard<std::mutex> g(lock_);
     const uint32_t slot = pipe->slot();
-    const uint32_t last = pipe->last_submitted();
-    if (last) quarantine_->retire(slot, last);
-    slot_last_seqno_[slot] = last ? last : slot_last_seqno_[slot];
+    retire_locked(); // the pipe drained: its timeline is idle, its waiters go back to the heap
     pipes_[slot] = nullptr;
     // IOCTL_SIMPLE always has a response slot; nobody waits for this one.
     requests_->enqueue(req.span(), req.rsp_size);

@@ -3,6 +3,7 @@
 // suballocation heaps. Everything a driver calls is thread-safe.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "fd_bo/fence_point.h"
 #include "fd_bo/host_waits.h"
+#include "fd_bo/pipe.h"
 #include "guest_alloc/iova_heap.h"
 #include "guest_alloc/iova_quarantine.h"
 #include "virtio_proto/drm_capset.h"
@@ -80,7 +82,7 @@ public:
 
     // bo_new never waits on the host (IovaMode::Guest): the iova comes from the guest heap and
     // GEM_NEW is queued ahead of anything that uses the buffer. nullptr + *err on failure:
-    // -EINVAL bad size/flags, -ENOMEM address space exhausted, -EIO context lost.
+    // -EINVAL bad size/flags, -ENOMEM address space exhausted or context lost.
     Bo* bo_new(uint64_t size, uint32_t flags, const char* name, int* err);
     // Imports a dma-buf; the same resource imported twice gives the same Bo (new reference).
     Bo* bo_import(int fd, int* err);
@@ -95,6 +97,8 @@ public:
     void retire();
     // Releases every cached bo (their iovas go through the quarantine as usual).
     void trim_cache();
+    // Gives back every empty suballocation block (normally one per size class is kept).
+    void trim_heaps();
     // Polls every pipe's fences (non-blocking) so fences_retired() sees fresh state.
     void retire_pipes();
 
@@ -109,7 +113,7 @@ public:
     int resolve_res_id(Bo* bo, uint32_t* res_id);
     Bo* bo_new_backing(uint64_t size, uint32_t flags, const char* name, int* err); // no cache/heap
     void pipe_destroyed(Pipe* pipe);
-    Pipe* pipe_in_slot(uint32_t slot) { return slot < kMaxPipes ? pipes_[slot].load() : nullptr; }
+    FenceTimeline* timeline(uint32_t slot) { return slot < kMaxPipes ? &timelines_[slot] : nullptr; }
     void count_submit() { submits_.fetch_add(1, std::memory_order_relaxed); }
     IovaHeap::Stats heap_stats();
     size_t quarantined_ranges();
@@ -144,10 +148,10 @@ private:
     struct ParkedObject { uint32_t handle; uint32_t res_id; };
     std::unordered_map<uint64_t, ParkedObject> parked_; // iova -> host object waiting for retire
     std::vector<uint32_t> to_close_;                    // handles to close after the next flush
-    bool slot_busy_[64] = {};                           // slot reserved while its queue is created
-    std::atomic<Pipe*> pipes_[kMaxPipes] = {}; // by slot
-    uint32_t slot_last_seqno_[kMaxPipes] = {}; // a new pipe in a slot continues its seqnos so the
-                                              // quarantine's per-ring order stays valid
+    bool slot_busy_[kMaxPipes] = {};
+    uint32_t retired_seen_[kMaxPipes] = {};            // last seqno told to the quarantine                           // slot reserved while its queue is created
+    Pipe* pipes_[kMaxPipes] = {};               // live pipes by slot (under lock_)
+    std::array<FenceTimeline, kMaxPipes> timelines_; // per slot, for the device's whole life
     std::atomic<uint32_t> next_blob_id_{1};
     uint64_t va_peak_ = 0;
 

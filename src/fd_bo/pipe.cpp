@@ -10,42 +10,49 @@
 namespace fdnc {
 
 Pipe::~Pipe() {
-    // Everything this pipe submitted must retire before its queue goes away and its fences are
-    // forgotten: the quarantine would otherwise release ranges the GPU still uses.
-    const uint32_t last = last_submitted();
-    if (last && !is_retired(last)) {
+    // Everything this pipe submitted must retire before its queue goes away (the host would
+    // otherwise keep running work whose bos the quarantine may release).
+    const uint32_t last = tl_.last_submitted();
+    if (last && !tl_.is_retired(last)) {
         bool blocked = false;
-        wait_internal(last, dev_->options().sync_timeout_ns, &blocked);
+        tl_.wait(dev_->transport(), last, dev_->options().sync_timeout_ns, &blocked);
         if (blocked) dev_->host_waits().count(HostWait::Teardown);
     }
     dev_->pipe_destroyed(this);
 }
 
-bool Pipe::is_retired(uint32_t fence) const {
-    const uint32_t last = last_fence_.load(std::memory_order_acquire);
+uint32_t Pipe::next_seqno_locked() {
+    // S4: 1..INT32_MAX, then wrap to 1; 0 is never a fence (F7).
+    const uint32_t next = tl_.last_submitted() + 1;
+    return static_cast<int32_t>(next) <= 0 ? 1 : next;
+}
+
+uint32_t Pipe::poll_retired() { return tl_.poll(dev_->transport()); }
+
+int Pipe::wait(uint32_t fence, int64_t timeout_ns) {
+    bool blocked = false;
+    int ret = tl_.wait(dev_->transport(), fence, timeout_ns, &blocked);
+    if (blocked) dev_->host_waits().count(HostWait::PipeWait);
+    return ret;
+}
+
+bool FenceTimeline::is_retired(uint32_t fence) const {
+    const uint32_t last = last_.load(std::memory_order_acquire);
     if (last == 0) return true;
-    // A seqno after the last submitted one was never submitted: nothing to wait for.
+    // A seqno after the last submitted one was never submitted here: nothing to wait for.
     if (!fence_passed(last, fence)) return true;
     const uint32_t r = retired_.load(std::memory_order_acquire);
     return r != 0 && fence_passed(r, fence);
 }
 
-uint32_t Pipe::next_seqno_locked() {
-    // S4: 1..INT32_MAX, then wrap to 1; 0 is never a fence (F7).
-    if (next_seqno_ <= 0) next_seqno_ = 1;
-    return static_cast<uint32_t>(next_seqno_);
-}
-
-void Pipe::push_inflight(uint32_t seqno, TransportFence f) {
-    std::lock_guard<std::mutex> g(inflight_lock_);
+void FenceTimeline::push(uint32_t seqno, TransportFence f) {
+    std::lock_guard<std::mutex> g(lock_);
     inflight_.push_back({seqno, f});
-    last_fence_.store(seqno, std::memory_order_release);
-    next_seqno_ = static_cast<int32_t>(seqno) + 1;
+    last_.store(seqno, std::memory_order_release);
 }
 
-uint32_t Pipe::poll_retired() {
-    std::lock_guard<std::mutex> g(inflight_lock_);
-    Transport& t = dev_->transport();
+uint32_t FenceTimeline::poll(Transport& t) {
+    std::lock_guard<std::mutex> g(lock_);
     while (!inflight_.empty()) {
         // Points of one ring retire in order, so stop at the first that has not.
         if (t.wait_fence(inflight_.front().fence, 0) != 0) break;
@@ -55,24 +62,17 @@ uint32_t Pipe::poll_retired() {
     return retired_.load(std::memory_order_acquire);
 }
 
-int Pipe::wait(uint32_t fence, int64_t timeout_ns) {
-    bool blocked = false;
-    int ret = wait_internal(fence, timeout_ns, &blocked);
-    if (blocked) dev_->host_waits().count(HostWait::PipeWait);
-    return ret;
-}
-
-int Pipe::wait_internal(uint32_t fence, int64_t timeout_ns, bool* blocked) {
+int FenceTimeline::wait(Transport& t, uint32_t fence, int64_t timeout_ns, bool* blocked) {
     if (blocked) *blocked = false;
     if (fence == 0) return -EINVAL;
-    const uint32_t last = last_fence_.load(std::memory_order_acquire);
+    const uint32_t last = last_.load(std::memory_order_acquire);
     if (last == 0 || !fence_passed(last, fence)) return -EINVAL; // never submitted (cf. 2.9)
     if (is_retired(fence)) return 0;
-    poll_retired();
+    poll(t);
     if (is_retired(fence)) return 0;
     TransportFence target;
     {
-        std::lock_guard<std::mutex> g(inflight_lock_);
+        std::lock_guard<std::mutex> g(lock_);
         for (const InFlight& f : inflight_) {
             if (fence_passed(f.seqno, fence)) {
                 target = f.fence;
@@ -82,9 +82,9 @@ int Pipe::wait_internal(uint32_t fence, int64_t timeout_ns, bool* blocked) {
     }
     if (!target) return 0; // retired meanwhile
     if (blocked) *blocked = true;
-    int ret = dev_->transport().wait_fence(target, timeout_ns < 0 ? INT64_MAX : timeout_ns);
+    int ret = t.wait_fence(target, timeout_ns < 0 ? INT64_MAX : timeout_ns);
     if (ret < 0) return ret;
-    poll_retired();
+    poll(t);
     return 0;
 }
 
@@ -150,7 +150,7 @@ int Submit::flush(uint32_t* fence) {
         for (Bo* bo : refs_) bo->add_fence(fp);
         for (Bo* bo : table_) bo->add_fence(fp);
     }
-    pipe_->push_inflight(seqno, tf);
+    pipe_->timeline().push(seqno, tf);
     dev.count_submit();
     flushed_ = true;
     if (fence) *fence = seqno;

@@ -1,10 +1,12 @@
 // Pipe (a submitqueue on one ring) and Submit (Mesa's fd_pipe / fd_submit). A pipe numbers its
-// submits itself (FENCE_SN_IN, S4) and tracks which have retired by polling their transport
-// fences, so no thread per pipe is needed: waiting happens only when a caller asks for it.
+// submits itself (FENCE_SN_IN, S4). Which of them retired is kept in the pipe's FenceTimeline, a
+// per-slot object the device owns for its whole life: bos, the cache and the quarantine look at
+// timelines, never at pipes, so deleting a pipe while other threads still check old fences is safe.
+// Retirement is learned by polling transport fences, so no thread per pipe is needed.
 #pragma once
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -19,51 +21,63 @@ namespace fdnc {
 class Bo;
 class Device;
 
+// The submits of one pipe slot and how far they retired. Seqnos continue across the pipes that
+// use the slot one after another, so the quarantine's per-ring order stays valid.
+class FenceTimeline {
+public:
+    // True once `fence` retired (or was never submitted on this slot).
+    bool is_retired(uint32_t fence) const;
+    // Non-blocking: polls transport fences in order; returns the newest retired seqno (0 = none).
+    uint32_t poll(Transport& t);
+    // Waits for `fence`. 0, -ETIMEDOUT, -EINVAL (never submitted), -EPIPE (host gone).
+    int wait(Transport& t, uint32_t fence, int64_t timeout_ns, bool* blocked);
+    uint32_t retired() const { return retired_.load(std::memory_order_acquire); }
+    uint32_t last_submitted() const { return last_.load(std::memory_order_acquire); }
+    bool idle() const { return retired() == last_submitted(); }
+    void push(uint32_t seqno, TransportFence f);
+
+private:
+    struct InFlight {
+        uint32_t seqno;
+        TransportFence fence;
+    };
+    mutable std::mutex lock_;
+    std::deque<InFlight> inflight_;
+    std::atomic<uint32_t> retired_{0};
+    std::atomic<uint32_t> last_{0};
+};
+
 class Pipe {
 public:
-    ~Pipe();
+    ~Pipe(); // drains its submits first
     uint32_t id() const { return queue_id_; } // host submitqueue id
     uint32_t slot() const { return slot_; }   // ring key of this pipe's fences (0..kMaxPipes-1)
     uint32_t prio() const { return prio_; }
     uint32_t ring_idx() const { return prio_ + 1; } // F1
     Device& device() { return *dev_; }
+    FenceTimeline& timeline() { return tl_; }
 
     // 0 once `fence` retired, -ETIMEDOUT, -EINVAL for a fence never submitted, -EPIPE host gone.
     int wait(uint32_t fence, int64_t timeout_ns);
-    // Non-blocking: polls transport fences and returns the newest retired seqno (0 = none yet).
     uint32_t poll_retired();
-    uint32_t retired() const { return retired_.load(std::memory_order_acquire); }
-    uint32_t last_submitted() const { return last_fence_.load(std::memory_order_acquire); }
-    bool is_retired(uint32_t fence) const;
+    bool is_retired(uint32_t fence) const { return tl_.is_retired(fence); }
+    uint32_t last_submitted() const { return tl_.last_submitted(); }
 
     // --- core-private ---
-    // wait() without counting a host wait (the caller counts it under its own reason).
-    int wait_internal(uint32_t fence, int64_t timeout_ns, bool* blocked = nullptr);
-    struct InFlight {
-        uint32_t seqno;
-        TransportFence fence;
-    };
-    uint32_t next_seqno_locked();
-    void push_inflight(uint32_t seqno, TransportFence f);
     std::mutex& submit_lock() { return submit_lock_; }
+    uint32_t next_seqno_locked();
 
 private:
     friend class Device;
-    Pipe(Device* dev, uint32_t queue_id, uint32_t prio, uint32_t slot, uint32_t first_seqno)
-        : dev_(dev), queue_id_(queue_id), prio_(prio), slot_(slot), next_seqno_(static_cast<int32_t>(first_seqno)), retired_(first_seqno - 1) {}
+    Pipe(Device* dev, uint32_t queue_id, uint32_t prio, uint32_t slot, FenceTimeline& tl)
+        : dev_(dev), queue_id_(queue_id), prio_(prio), slot_(slot), tl_(tl) {}
 
     Device* dev_;
     uint32_t queue_id_;
     uint32_t prio_;
     uint32_t slot_;
+    FenceTimeline& tl_;
     std::mutex submit_lock_; // seqno order == wire order
-    int32_t next_seqno_;
-    std::mutex inflight_lock_;
-    std::deque<InFlight> inflight_;
-    // Starts at the slot's previous last seqno, so fences of an earlier pipe in this slot read
-    // as retired (that pipe drained before it went away).
-    std::atomic<uint32_t> retired_;
-    std::atomic<uint32_t> last_fence_{0};
 };
 
 class Submit {
