@@ -8,8 +8,8 @@
 //
 // Each ring keeps a FIFO of waits ordered by seqno (parks arrive in increasing seqno order in
 // practice, so insertion is at the back; an out-of-order park is inserted in order), so retire()
-// costs O(waits it retires). Seqnos wrap: "a is at or before b" is the signed 32-bit difference
-// a - b <= 0 (PROTOCOL.md 2.9, and the vdrm seqno rule "compare with signed difference").
+// costs O(waits it retires). Fence seqnos wrap: "a is at or before b" is the signed 32-bit
+// difference a - b <= 0, as the kernel compares fences (PROTOCOL.md 2.9 WAIT_FENCE).
 // Not thread-safe: the caller holds the same lock as for the heap.
 #pragma once
 
@@ -43,7 +43,7 @@ const char* what(ParkStatus status);
 
 class IovaQuarantine {
 public:
-    // VIRTGPU_CONTEXT_PARAM_NUM_RINGS is at most 64 (PROTOCOL.md 3.x, G4).
+    // VIRTGPU_CONTEXT_PARAM_NUM_RINGS is at most 64 (PROTOCOL.md 3.4, G4).
     static constexpr uint32_t kMaxRings = 64;
 
     explicit IovaQuarantine(IovaHeap& heap) : heap_(heap) {}
