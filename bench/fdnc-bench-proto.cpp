@@ -128,9 +128,9 @@ void BM_E2E_GetParamAsync(benchmark::State& state) {
     run_e2e(state, [] { return ccmd::get_param(MSM_PARAM_GPU_ID); });
 }
 
-// A waiting call per item: the cost of one host round trip with no injected latency.
+// A waiting call per item: one host round trip, with the injected rtt (us) as the argument.
 void BM_E2E_GetParamSync(benchmark::State& state) {
-    Stack s;
+    Stack s(static_cast<uint32_t>(state.range(0)));
     if (!s.ok) {
         state.SkipWithError("stack set-up failed");
         return;
@@ -175,7 +175,7 @@ void BM_DecodeGetParamBatch(benchmark::State& state) {
 
 BENCHMARK(BM_E2E_Nop)->UseRealTime();
 BENCHMARK(BM_E2E_GetParamAsync)->UseRealTime();
-BENCHMARK(BM_E2E_GetParamSync)->UseRealTime();
+BENCHMARK(BM_E2E_GetParamSync)->Arg(0)->Arg(200)->UseRealTime();
 BENCHMARK(BM_EncodeNop);
 BENCHMARK(BM_EncodeGetParam);
 BENCHMARK(BM_DecodeGetParamBatch);

@@ -3,6 +3,11 @@
 // shared page's response area (Q7); flushes to ring 0 when full, before a blob create or a submit
 // (so the host sees earlier requests first: Q4/Q5, D4), and when a caller needs a response.
 // Thread-safe: one lock orders seqnos, buffered bytes and transport calls.
+// Records are packed at their own 4-aligned hdr.len (IOCTL_SIMPLE's exact len forbids padding to 8).
+// Unlike Mesa (Q7), a slot that a send_sync caller is still reading is never handed out again, and
+// every request with a response gets a slot of at least the host's response size (R2).
+// Timeouts are in ns; < 0 waits without limit. Construct it after the host wrote rsp_mem_offset
+// (InprocTransport::map_blob returns only after the create ran).
 #pragma once
 
 #include <atomic>
