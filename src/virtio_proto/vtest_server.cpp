@@ -545,7 +545,13 @@ void VtestServer::run() {
         if (p[1].revents & POLLIN) break;
         if (!(p[0].revents & POLLIN)) continue;
         const int sock = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (sock < 0) continue;
+        if (sock < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+                log("accept: " + err_text(-errno) + " (backing off)");
+                std::this_thread::sleep_for(std::chrono::milliseconds(100)); // not a busy loop
+            }
+            continue;
+        }
         if (active_clients() >= cfg_.max_clients) {
             log("refusing a client: " + std::to_string(cfg_.max_clients) + " already connected");
             ::close(sock);

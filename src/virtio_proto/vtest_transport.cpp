@@ -64,6 +64,7 @@ struct VtestTransport::Impl {
     std::deque<Reply> replies;
     FenceFdTimelines timelines;
     int held_fds = 0;
+    uint64_t kicks = 0;
 
     ~Impl() {
         for (Entry& e : entries) {
@@ -369,6 +370,11 @@ std::string VtestTransport::last_error() const {
     return impl_->why;
 }
 
+uint64_t VtestTransport::stall_kicks() const {
+    std::lock_guard g(impl_->mu);
+    return impl_->kicks;
+}
+
 size_t VtestTransport::pending_replies() const {
     std::lock_guard g(impl_->mu);
     return impl_->replies.size();
@@ -554,6 +560,7 @@ int VtestTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
                 return e;
             }
             m.replies.push_back({Impl::ReplyKind::Kick, 0, fence.ring_idx, 0});
+            ++m.kicks;
         }
     }
 }

@@ -60,6 +60,7 @@ public:
     uint32_t protocol_version() const;
     std::string last_error() const; // why the transport died; empty while alive
     size_t pending_replies() const; // pipelined replies not read yet (tests, stats)
+    uint64_t stall_kicks() const;   // empty fenced batches sent by stalled waits (§12.3)
 
     struct Impl;
 

@@ -89,3 +89,22 @@ TEST_CASE("the fd_bo client runs a bo_new/submit/wait/free scenario over virtgpu
     dev.reset();
     CHECK(fake->live_handles() == 0);
 }
+
+TEST_CASE("over vtest with a slow GPU a stalled fence wait sends one kick and still completes", "[scenario][vtest]") {
+    test::HostsimProcess hs({"--gpu-us", "300000"});
+    REQUIRE(hs.ok());
+    VtestOptions o;
+    o.socket_path = hs.socket_path();
+    std::string err;
+    auto vt = VtestTransport::connect(o, &err);
+    REQUIRE(vt);
+    VtestTransport* raw = vt.get();
+    auto dev = Device::open(std::move(vt), {}, &err);
+    INFO(err);
+    REQUIRE(dev);
+    run_scenario(*dev);
+    // The GPU takes 300 ms and a wait kicks after 50 ms without a signal (§12.3 workaround).
+    CHECK(raw->stall_kicks() >= 1);
+    dev.reset();
+    CHECK(hs.log().find("dropped") == std::string::npos);
+}
