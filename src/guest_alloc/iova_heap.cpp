@@ -237,6 +237,45 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     return first << kPageShift;
 }
 
+bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
+    if (size == 0 || (iova & (kPageSize - 1)) != 0 || size > ~0ull - (kPageSize - 1)) {
+        ++failed_allocs_;
+        return false;
+    }
+    const uint64_t first = iova >> kPageShift;
+    const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
+    if (first < start_page_ || first >= end_page_ || pages > end_page_ - first) {
+        ++failed_allocs_;
+        return false;
+    }
+    // The one free block that contains the first page must contain the whole range (free blocks
+    // are never adjacent, so a range spanning two blocks crosses a live one).
+    for (unsigned fl = 0; fl < kFlCount; ++fl) {
+        if (((fl_bitmap_ >> fl) & 1) == 0)
+            continue;
+        for (unsigned sl = 0; sl < kSlCount; ++sl) {
+            for (uint32_t n = bin_head_[fl * kSlCount + sl]; n != kNil; n = nodes_[n].link_next) {
+                const uint64_t lo = page(n), hi = page(nodes_[n].phys_next);
+                if (first < lo || first >= hi)
+                    continue;
+                if (first + pages > hi) {
+                    ++failed_allocs_;
+                    return false;
+                }
+                remove_free(n);
+                const uint32_t live = carve(n, first, pages);
+                hash_insert(live);
+                ++live_ranges_;
+                live_pages_ += pages;
+                peak_live_pages_ = std::max(peak_live_pages_, live_pages_);
+                return true;
+            }
+        }
+    }
+    ++failed_allocs_;  // the first page is live
+    return false;
+}
+
 bool IovaHeap::bad_free() {
     ++bad_frees_;
     assert(!strict_ && "IovaHeap::free of an address that is not a live allocation");

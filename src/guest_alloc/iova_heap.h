@@ -74,6 +74,13 @@ public:
     // below 4 KiB are raised to 4 KiB.
     std::optional<uint64_t> alloc(uint64_t size, uint64_t align = kPageSize);
 
+    // Reserves exactly [iova, iova + size rounded up to pages) as one live allocation (replaying a
+    // capture at its original addresses). iova must be page aligned; false (counted in
+    // failed_allocs) when any page of the range is live, outside the heap, or the request is
+    // invalid. Cost: O(free blocks + bins), a scan of the size-class lists, because TLSF keeps no
+    // address index of free blocks; fine for replay, not for the hot path.
+    bool alloc_at(uint64_t iova, uint64_t size);
+
     // Frees a live allocation. Anything else is counted in bad_frees and leaves the heap
     // untouched; in strict mode (the default in builds without NDEBUG) it also asserts.
     void free(uint64_t iova);
