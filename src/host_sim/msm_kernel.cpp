@@ -1191,6 +1191,14 @@ size_t MsmKernel::live_objects() const {
     return objects_.size();
 }
 
+size_t MsmKernel::backed_objects() const {
+    std::lock_guard lk(mu_);
+    size_t n = 0;
+    for (auto& [id, obj] : objects_)
+        n += obj->map != nullptr;
+    return n;
+}
+
 uint64_t MsmKernel::memory_used() const {
     std::lock_guard lk(mu_);
     return memory_used_;

@@ -163,6 +163,7 @@ public:
     std::vector<MappingInfo> mappings(FileId f) const;
     bool mappings_overlap(FileId f) const; // true = the model itself is broken
     size_t live_objects() const;
+    size_t backed_objects() const; // objects with host memory behind them (mapped/uploaded/exported)
     uint64_t memory_used() const;
     void set_memory_limit(uint64_t bytes);
     void set_era(KernelEra era);

@@ -619,7 +619,8 @@ int MsmRenderer::run_stream(Context& c, std::span<const uint8_t> cmd) {
             std::memset(req_buf_.data() + rec.bytes.size(), 0, req_len - rec.bytes.size());
             if (rsp_buf_.size() < rec.rsp_size)
                 rsp_buf_.resize(rec.rsp_size);
-            std::memset(rsp_buf_.data(), 0, rec.rsp_size); // R3: built in a zeroed buffer
+            if (rec.rsp_size) // R3: built in a zeroed buffer
+                std::memset(rsp_buf_.data(), 0, rec.rsp_size);
             std::span<const uint8_t> req(req_buf_.data(), req_len);
             std::span<uint8_t> rsp(rsp_buf_.data(), rec.rsp_size);
             int r = (this->*h.fn)(c, rec, req, rsp);

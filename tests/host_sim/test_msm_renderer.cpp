@@ -439,6 +439,10 @@ TEST_CASE("A 4 GiB address space full of buffers allocates no backing memory unt
         REQUIRE(g.new_bo(kGva + i * size, size) != 0);
     CHECK(g.host.kernel().memory_used() == 4ull << 30);
     CHECK(g.async_error() == 0);
+    CHECK(g.host.kernel().backed_objects() == 0);
+    HostMapping m;
+    REQUIRE(g.host.resource_map(g.ctx, g.next_res - 1, &m) == 0);
+    CHECK(g.host.kernel().backed_objects() == 1);
     // A 65th buffer does not fit anywhere in the range.
     CHECK(g.new_bo(kGva, 4096) == 0);
 }
