@@ -1,5 +1,6 @@
 #include "hostsim_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -109,8 +110,30 @@ int HostsimProcess::terminate() {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+// kill() returns before the process is stopped: wait until every thread shows state T, so the
+// caller knows nothing more will be served.
 void HostsimProcess::pause() {
-    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGSTOP);
+    const std::string tasks = "/proc/" + std::to_string(pid_) + "/task";
+    for (int i = 0; i < 500; ++i) {
+        bool all = true;
+        if (DIR* d = ::opendir(tasks.c_str())) {
+            while (dirent* e = ::readdir(d)) {
+                if (e->d_name[0] == '.') continue;
+                std::ifstream f(tasks + "/" + e->d_name + "/stat");
+                std::string line;
+                std::getline(f, line);
+                const auto close_paren = line.rfind(')');
+                if (close_paren == std::string::npos || close_paren + 2 >= line.size()) continue;
+                const char state = line[close_paren + 2];
+                if (state != 'T' && state != 't') all = false;
+            }
+            ::closedir(d);
+        }
+        if (all) return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
 }
 
 void HostsimProcess::resume() {

@@ -36,7 +36,7 @@ TEST_CASE("transport URIs with an unknown scheme or a bad inproc key are refused
     CHECK_THAT(err, Catch::Contains("bogus"));
 }
 
-TEST_CASE("open_transport reaches fdnc-hostsim through a vtest URI", "[uri]") {
+TEST_CASE("open_transport reaches fdnc-hostsim through a vtest URI", "[uri][vtest]") {
     test::HostsimProcess hs;
     REQUIRE(hs.ok());
     std::string err;
