@@ -27,29 +27,38 @@ unsigned BoHeap::size_class(uint64_t size) {
     return static_cast<unsigned>(std::countr_zero(s) - std::countr_zero(kMinSlot));
 }
 
+uint64_t BoHeap::block_size(uint32_t slot_size) {
+    // 64 slots per block, between 64 KiB and 4 MiB: small classes must not pin 4 MiB of address
+    // space each (there is one block list per class), large ones keep Mesa's block size.
+    return std::clamp<uint64_t>(uint64_t{slot_size} * 64, 64u << 10, kBlockSize);
+}
+
+BoHeapBlock* BoHeap::find_block_locked(unsigned cls) {
+    for (auto& b : classes_[cls])
+        if (!b->free_slots.empty()) return b.get();
+    return nullptr;
+}
+
 Bo* BoHeap::alloc(uint64_t size, const char* name, int* err) {
     const unsigned cls = size_class(size);
     const uint32_t slot_size = static_cast<uint32_t>(kMinSlot << cls);
     retire();
-    std::lock_guard<std::mutex> g(lock_);
-    BoHeapBlock* block = nullptr;
-    for (auto& b : classes_[cls]) {
-        if (!b->free_slots.empty()) {
-            block = b.get();
-            break;
-        }
-    }
+    std::unique_lock<std::mutex> g(lock_);
+    BoHeapBlock* block = find_block_locked(cls);
     if (!block) {
-        // A new 4 MiB block is an ordinary bo: its GEM_NEW is queued, nothing waits.
-        Bo* bbo = dev_.bo_new_backing(kBlockSize, flags_ | kBoNoCache, "fdnc-heap-block", err);
+        // A new block is an ordinary bo: its GEM_NEW is queued, nothing waits. Made without the
+        // heap lock, since making it may trim this heap under address-space pressure.
+        g.unlock();
+        Bo* bbo = dev_.bo_new_backing(block_size(slot_size), flags_ | kBoNoCache, "fdnc-heap-block", err);
         if (!bbo) return nullptr;
         auto nb = std::make_unique<BoHeapBlock>();
         nb->bo = bbo;
         nb->slot_size = slot_size;
-        nb->nslots = static_cast<uint32_t>(kBlockSize / slot_size);
+        nb->nslots = static_cast<uint32_t>(block_size(slot_size) / slot_size);
         nb->free_slots.reserve(nb->nslots);
         // Lowest offsets on top of the stack: fresh blocks fill from the bottom.
         for (uint32_t i = nb->nslots; i-- > 0;) nb->free_slots.push_back(i);
+        g.lock();
         block = nb.get();
         classes_[cls].push_back(std::move(nb));
     }

@@ -1,4 +1,4 @@
-// BoHeap: suballocation of small buffers from 4 MiB heap blocks (Mesa's freedreno_bo_heap, 7.6).
+// BoHeap: suballocation of small buffers from heap blocks of 64 KiB-4 MiB (Mesa's freedreno_bo_heap, 7.6).
 // A sub-bo's iova is its block's iova + offset; it never exists on the host, so creating one costs
 // nothing on the wire. Each block serves one power-of-two slot size (64 B .. kMaxSuballoc), which
 // keeps alloc and free O(1); a freed slot is reused only once every submit that used it retired.
@@ -24,7 +24,7 @@ struct BoHeapBlock {
 
 class BoHeap {
 public:
-    static constexpr uint64_t kBlockSize = 4u << 20;
+    static constexpr uint64_t kBlockSize = 4u << 20; // the largest block (Mesa's size)
     static constexpr uint64_t kMinSlot = 64;
     static constexpr uint64_t kMaxSuballoc = 256u << 10;
 
@@ -45,6 +45,8 @@ public:
 
 private:
     static unsigned size_class(uint64_t size);
+    static uint64_t block_size(uint32_t slot_size);
+    BoHeapBlock* find_block_locked(unsigned cls);
     void release_slot(Bo* sub);
 
     Device& dev_;

@@ -238,12 +238,16 @@ void Device::flush_released() {
     flush_released_locked();
 }
 
-std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* err) {
+std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* err,
+                                           std::optional<uint64_t> at) {
     for (int attempt = 0;; attempt++) {
         {
             std::lock_guard<std::mutex> g(lock_);
             if (attempt > 0) retire_locked();
-            if (auto iova = heap_->alloc(size, align)) {
+            std::optional<uint64_t> iova;
+            if (!at) iova = heap_->alloc(size, align);
+            else if (heap_->alloc_at(*at, size)) iova = at;
+            if (iova) {
                 va_peak_ = std::max(va_peak_, heap_->stats().live_bytes);
                 flush_released_locked();
                 return iova;
@@ -251,8 +255,10 @@ std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* e
             flush_released_locked();
         }
         if (attempt == 0) {
-            // Address-space pressure: idle cached bos give their ranges back first.
+            // Address-space pressure: idle cached bos and empty suballocation blocks give their
+            // ranges back first.
             trim_cache();
+            trim_heaps();
             continue;
         }
         if (attempt == 1) {
@@ -272,7 +278,7 @@ std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* e
         if (waited) waits_.count(HostWait::VaPressure);
         else if (!busy) break;
     }
-    *err = -ENOMEM;
+    *err = at ? -ENOSPC : -ENOMEM;
     return std::nullopt;
 }
 
@@ -337,12 +343,38 @@ Bo* Device::bo_new(uint64_t size, uint32_t flags, const char* name, int* err) {
     return bo;
 }
 
-Bo* Device::bo_new_backing(uint64_t alloc_size, uint32_t flags, const char* name, int* err) {
+Bo* Device::bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* name, int* err) {
+    int dummy;
+    if (!err) err = &dummy;
+    *err = 0;
+    const uint64_t alloc_size = page_align(size);
+    if (opts_.iova_mode != IovaMode::Guest || size == 0 || size > (uint64_t{1} << 40) ||
+        (flags & ~kBoValidFlags) || (iova & (IovaHeap::kPageSize - 1)) || iova < va_start() ||
+        iova - va_start() > va_size() || alloc_size > va_size() - (iova - va_start())) {
+        *err = -EINVAL;
+        return nullptr;
+    }
+    if (status() != 0) {
+        *err = -ENOMEM; // a lost context, as in bo_new
+        return nullptr;
+    }
+    // Never cached: a cached range would stay reserved and block the next bo wanted there.
+    Bo* bo = bo_new_backing(alloc_size, flags | kBoNoCache, name, err, iova);
+    if (bo) {
+        bo->size_ = size;
+        bo->client_ = true;
+        live_bos_.fetch_add(1, std::memory_order_relaxed);
+    }
+    return bo;
+}
+
+Bo* Device::bo_new_backing(uint64_t alloc_size, uint32_t flags, const char* name, int* err,
+                           std::optional<uint64_t> at) {
     alloc_size = page_align(alloc_size);
     const uint32_t msm_flags = msm_flags_for(flags, caps_.u.msm.has_cached_coherent == 1);
     uint64_t iova = 0;
     if (opts_.iova_mode == IovaMode::Guest) {
-        auto r = alloc_iova(alloc_size, IovaHeap::kPageSize, err);
+        auto r = alloc_iova(alloc_size, IovaHeap::kPageSize, err, at);
         if (!r) return nullptr;
         iova = *r;
     }
