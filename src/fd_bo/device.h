@@ -84,6 +84,11 @@ public:
     // GEM_NEW is queued ahead of anything that uses the buffer. nullptr + *err on failure:
     // -EINVAL bad size/flags, -ENOMEM address space exhausted or context lost.
     Bo* bo_new(uint64_t size, uint32_t flags, const char* name, int* err);
+    // A bo at a caller-chosen iova (replaying a capture at its original addresses): reserves
+    // exactly [iova, iova + size) in the guest heap, then GEM_NEW as bo_new does, never cached or
+    // suballocated. IovaMode::Guest only. -EINVAL bad args / host mode / outside the VA range,
+    // -ENOSPC range still in use after in-flight submits retired.
+    Bo* bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* name, int* err);
     // Imports a dma-buf; the same resource imported twice gives the same Bo (new reference).
     Bo* bo_import(int fd, int* err);
 
@@ -111,7 +116,8 @@ public:
     void bo_destroy(Bo* bo); // refcount reached zero
     void bo_destroy_backing(Bo* bo); // host object + iova, through the quarantine
     int resolve_res_id(Bo* bo, uint32_t* res_id);
-    Bo* bo_new_backing(uint64_t size, uint32_t flags, const char* name, int* err); // no cache/heap
+    Bo* bo_new_backing(uint64_t size, uint32_t flags, const char* name, int* err,
+                       std::optional<uint64_t> at = std::nullopt); // no cache/heap
     void pipe_destroyed(Pipe* pipe);
     FenceTimeline* timeline(uint32_t slot) { return slot < kMaxPipes ? &timelines_[slot] : nullptr; }
     void count_submit() { submits_.fetch_add(1, std::memory_order_relaxed); }
@@ -121,7 +127,8 @@ public:
 private:
     Device(std::unique_ptr<Transport> transport, const DeviceOptions& opts);
     int init(std::string* error);
-    std::optional<uint64_t> alloc_iova(uint64_t size, uint64_t align, int* err);
+    std::optional<uint64_t> alloc_iova(uint64_t size, uint64_t align, int* err,
+                                       std::optional<uint64_t> at = std::nullopt);
     void free_host_object(uint32_t handle, uint32_t res_id, bool has_iova);
     void release_iova(uint64_t iova);
     void retire_locked();
