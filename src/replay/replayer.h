@@ -1,0 +1,95 @@
+// Replayer: runs a Workload's event stream on a Device (one fresh device per mode) and measures
+// what the design is about: bo_new latency (steady_clock around every call), host waits by
+// reason, wall and frame times, address-space use over time, in-flight submits, and the faults /
+// async errors the host reports (DeviceStats).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "fd_bo/device.h"
+#include "replay/rd_writer.h"
+#include "replay/workloads.h"
+
+namespace fdnc::replay {
+
+// Opens the device for one mode (the tool passes fdnc::open_device over the --uri).
+using DeviceFactory = std::function<std::unique_ptr<Device>(const DeviceOptions&, std::string* error)>;
+
+struct Span {         // a complete trace event
+    const char* name; // static string: "bo_new", "flush", "submit", "host_wait", "frame"
+    uint32_t tid;
+    int64_t ts_ns;    // since the mode's start
+    int64_t dur_ns;
+};
+
+struct CounterSample {
+    int64_t ts_ns;
+    uint64_t va_live_bytes;
+    uint64_t va_quarantined_bytes;
+    uint64_t inflight_submits;
+};
+
+struct BoRange {      // one buffer's address range over time (for the picture)
+    uint64_t iova = 0;
+    uint64_t size = 0;
+    int64_t t_alloc_ns = 0;
+    int64_t t_free_ns = -1;    // -1: never freed during the run
+    int64_t t_release_ns = -1; // when the last submit using it was seen retired (end of quarantine)
+};
+
+struct LatencySummary {
+    uint64_t count = 0;
+    double p50_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+};
+LatencySummary summarize(std::vector<uint64_t> ns);
+
+struct ModeResult {
+    std::string mode;                  // "guest" / "host"
+    std::string error;                 // non-empty: the run could not start or stopped early
+    uint64_t bos = 0;                  // successful bo_new / bo_new_at
+    uint64_t alloc_failures = 0;
+    uint64_t submits = 0;
+    uint64_t submit_failures = 0;
+    uint64_t writes = 0;
+    uint64_t write_failures = 0;
+    uint64_t frames = 0;
+    int64_t wall_ns = 0;
+    std::vector<uint64_t> bo_new_ns;   // every call, in order
+    std::vector<uint64_t> frame_ns;    // stream 0's frame times
+    uint64_t bo_new_host_waits = 0;    // waits inside bo_new: HostIova + VaPressure + ResourceId
+    uint64_t max_inflight = 0;
+    uint64_t max_quarantined_ranges = 0;
+    DeviceStats stats;                 // at the end, after every submit retired
+    std::vector<Span> spans;           // only with ReplayOptions::trace
+    std::vector<CounterSample> counters;
+    std::vector<BoRange> ranges;       // only with ReplayOptions::ranges
+    LatencySummary bo_new() const { return summarize(bo_new_ns); }
+    LatencySummary frame() const { return summarize(frame_ns); }
+    bool clean() const {
+        return error.empty() && alloc_failures == 0 && submit_failures == 0 && write_failures == 0 && stats.faults == 0 &&
+               stats.async_errors == 0;
+    }
+};
+
+struct ReplayOptions {
+    DeviceOptions device;          // iova_mode is set per mode
+    uint32_t frames_in_flight = 2; // frame N waits for frame N-2's last submit, as a GL driver does
+    bool trace = false;            // keep spans
+    bool ranges = false;           // keep BoRanges
+    bool progress = false;         // progress bar on stderr (the caller checks for a TTY)
+    int64_t sample_every_ns = 1'000'000; // counter sampling period
+    rd::RdWriter* record = nullptr;    // write the replayed stream as an .rd capture
+};
+
+// Runs the whole workload in one mode. Never throws; problems land in ModeResult::error and the
+// failure counters.
+ModeResult run_mode(const Workload& w, IovaMode mode, const ReplayOptions& opts, const DeviceFactory& open);
+
+const char* mode_name(IovaMode m);
+
+} // namespace fdnc::replay
