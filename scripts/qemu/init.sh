@@ -1,0 +1,141 @@
+#!/bin/sh
+# /init of the fdnc CI guest (busybox ash), copied into the initramfs by scripts/qemu-ci.sh.
+# Loads the virtio-gpu modules, then runs in order: the registered test binaries, fdnc-info
+# against the real virtio_gpu node, the guest suite (probe path vs the real kernel), fdnc-hostsim
+# + fdnc-replay over vtest. Prints one `FDNC-GUEST-RESULT: pass|fail ...` line and powers off.
+# Every step either runs or prints why it did not ("not built"); nothing is skipped silently.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+export HOME=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /tmp && mount -t tmpfs tmpfs /tmp
+
+# Written by qemu-ci.sh: FDNC_EXPECT_NC (auto|yes), FDNC_TIMEOUT_MULT, FDNC_REPLAY_ARGS.
+. /fdnc/ci.env
+. /fdnc/tools.env
+
+log() { echo "FDNC-GUEST: $*"; }
+uptime_s() { read -r t _ </proc/uptime; echo "$t"; }
+FAILS=""
+SKIPS=""
+fail() { FAILS="$FAILS $1"; log "FAIL $1${2:+: $2}"; }
+skip() { SKIPS="$SKIPS $1"; log "SKIP $1: $2"; }
+
+log "userspace reached at $(uptime_s) s uptime, kernel $(uname -r)"
+
+# Modules in dependency order (computed on the host from modules.dep).
+while read -r ko; do
+    [ -n "$ko" ] || continue
+    if ! insmod "/lib/modules/fdnc/$ko" 2>/tmp/insmod.err; then
+        grep -q "File exists" /tmp/insmod.err || fail "insmod-$ko" "$(cat /tmp/insmod.err)"
+    fi
+done </fdnc/modules.order
+
+i=0
+while [ ! -e /dev/dri/renderD128 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+log "/dev/dri after $(uptime_s) s:"
+ls -l /dev/dri 2>&1
+for d in /sys/class/drm/renderD*; do
+    [ -e "$d/device/driver" ] && log "$(basename "$d") bus driver: $(basename "$(readlink "$d/device/driver")")"
+done
+dmesg | grep -E '\[drm\]|virtio' | sed 's/^/FDNC-GUEST: dmesg: /'
+[ -e /dev/dri/renderD128 ] || fail "render-node" "no /dev/dri/renderD128 (virtio-gpu device or module missing)"
+
+# fdnc_test NAME SUITE TIMEOUT WORKDIR [VAR=VALUE...] -- CMD ARGS... (lines from stage.py)
+TESTS_RUN=0
+TESTS_PASSED=0
+fdnc_test() {
+    name=$1 suite=$2 tmo=$(($3 * FDNC_TIMEOUT_MULT)) wd=$4
+    shift 4
+    envs=""
+    while [ "$1" != "--" ]; do envs="$envs $1"; shift; done
+    shift
+    t0=$(uptime_s)
+    log "test $suite/$name: start"
+    # shellcheck disable=SC2086
+    (cd "$wd" && exec env $envs timeout -s KILL "$tmo" "$@")
+    rc=$?
+    TESTS_RUN=$((TESTS_RUN + 1))
+    took=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')
+    case $rc in
+        0) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: pass (${took} s)" ;;
+        77) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: skipped by itself, exit 77 (${took} s)" ;;
+        137) fail "test-$name" "killed after $tmo s (exit 137)" ;;
+        *) fail "test-$name" "exit $rc after ${took} s" ;;
+    esac
+}
+
+log "== 1/4 test suite (registered meson tests, run directly) =="
+. /fdnc/tests.sh
+
+log "== 2/4 fdnc-info against the real guest kernel =="
+INFO_RESULT="not-built"
+if [ -n "$FDNC_INFO" ]; then
+    "$FDNC_INFO" virtgpu:/dev/dri/renderD128 --json >/tmp/info.json 2>/tmp/info.err
+    rc=$?
+    cat /tmp/info.json /tmp/info.err
+    log "fdnc-info exit status $rc"
+    INFO_RESULT="exit$rc"
+    # fdnc-info documents 0 = native context usable, 2 = not usable (reason printed), 1 = bad usage.
+    case "$rc:$FDNC_EXPECT_NC" in
+        0:*) INFO_RESULT="usable" ;;
+        2:auto) INFO_RESULT="not-usable(expected)" ;;
+        2:yes) fail "fdnc-info" "native context expected (--expect-native-context) but not usable" ;;
+        *) fail "fdnc-info" "exit status $rc is neither 0 nor the documented not-usable 2" ;;
+    esac
+else
+    skip "fdnc-info" "not built"
+fi
+
+log "== 3/4 guest suite (virtgpu probe path vs the real kernel) =="
+if grep -q '^fdnc_test' /fdnc/guest-tests.sh; then
+    . /fdnc/guest-tests.sh
+else
+    skip "guest-suite" "not built (no test in suite 'guest')"
+fi
+
+log "== 4/4 fdnc-hostsim + fdnc-replay over vtest inside the guest =="
+REPLAY_RESULT="not-built"
+SOCK=/tmp/fdnc-vtest.sock
+if [ -n "$FDNC_HOSTSIM" ]; then
+    "$FDNC_HOSTSIM" --socket "$SOCK" >/tmp/hostsim.log 2>&1 &
+    hostsim_pid=$!
+    i=0
+    while [ ! -S "$SOCK" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    if [ ! -S "$SOCK" ]; then
+        fail "fdnc-hostsim" "no socket after 10 s"
+    else
+        if [ -n "$FDNC_INFO" ]; then
+            "$FDNC_INFO" "vtest:$SOCK" >/tmp/info-vtest.txt 2>&1
+            rc=$?
+            [ $rc -eq 0 ] || { cat /tmp/info-vtest.txt; fail "fdnc-info-vtest" "exit $rc (hostsim should offer a usable context)"; }
+            [ $rc -eq 0 ] && log "fdnc-info vtest:$SOCK: usable"
+        fi
+        if [ -n "$FDNC_REPLAY" ]; then
+            # shellcheck disable=SC2086
+            timeout -s KILL $((120 * FDNC_TIMEOUT_MULT)) "$FDNC_REPLAY" --uri "vtest:$SOCK" $FDNC_REPLAY_ARGS >/tmp/replay.out 2>&1
+            rc=$?
+            cat /tmp/replay.out
+            # Faults must be 0: fdnc-replay's exit status says so; also refuse any "faults N>0" it prints.
+            faults=$(grep -oiE '"?faults"?[ :=]+[0-9]+' /tmp/replay.out | grep -oE '[0-9]+$' | sort -n | tail -1)
+            REPLAY_RESULT="exit$rc,faults=${faults:-?}"
+            if [ $rc -ne 0 ]; then fail "fdnc-replay" "exit $rc"
+            elif [ -n "$faults" ] && [ "$faults" -ne 0 ]; then fail "fdnc-replay" "$faults faults"
+            else REPLAY_RESULT="pass,faults=${faults:-0}"; fi
+        else
+            skip "fdnc-replay" "not built"
+        fi
+    fi
+    kill "$hostsim_pid" 2>/dev/null
+    wait "$hostsim_pid" 2>/dev/null
+    grep -v '^$' /tmp/hostsim.log | tail -5 | sed 's/^/FDNC-GUEST: hostsim: /'
+else
+    skip "fdnc-hostsim" "not built"
+fi
+
+if [ -z "$FAILS" ]; then verdict=pass; else verdict=fail; fi
+echo "FDNC-GUEST-RESULT: $verdict tests=$TESTS_PASSED/$TESTS_RUN info=$INFO_RESULT replay=$REPLAY_RESULT" \
+    "failed=[${FAILS# }] skipped=[${SKIPS# }] uptime=$(uptime_s)s"
+sync
+poweroff -f
