@@ -221,16 +221,16 @@ int VtestSession::cmd_create_renderer(uint32_t len, std::string* why) {
 int VtestSession::cmd_get_capset(std::string* why) {
     uint32_t p[2];
     if (int r = read_payload(p, sizeof p, why)) return r;
-    const int size = host_.get_capset(p[0], p[1], {});
-    if (size <= 0 || static_cast<uint32_t>(size) > limits_.max_capset_bytes)
+    // One call into a bounded buffer: the host reports its full size, which must fit (§8.3).
+    std::vector<uint32_t> msg(vtest::kHdrSize + 1 + limits_.max_capset_bytes / 4, 0);
+    const int size = host_.get_capset(p[0], p[1], {reinterpret_cast<uint8_t*>(msg.data() + 3), limits_.max_capset_bytes / 4 * 4});
+    if (size <= 0 || static_cast<uint32_t>(size) > limits_.max_capset_bytes / 4 * 4)
         return send_reply(vtest::VCMD_GET_CAPSET, {0}, why); // §8.3 unsupported
     const uint32_t dw = (static_cast<uint32_t>(size) + 3) / 4;
-    std::vector<uint32_t> msg(vtest::kHdrSize + 1 + dw, 0);
+    msg.resize(vtest::kHdrSize + 1 + dw);
     msg[0] = 1 + dw;
     msg[1] = vtest::VCMD_GET_CAPSET;
     msg[2] = 1;
-    const int got = host_.get_capset(p[0], p[1], {reinterpret_cast<uint8_t*>(msg.data() + 3), size_t(size)});
-    if (got < 0) msg[2] = 0, msg[0] = 1, msg.resize(3);
     return send_bytes(msg.data(), msg.size() * 4, why);
 }
 

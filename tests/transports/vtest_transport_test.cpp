@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -331,33 +332,46 @@ TEST_CASE("vtest clients have separate contexts and address spaces", "[vtest][se
     HostsimProcess hs;
     REQUIRE(hs.ok());
     std::vector<std::thread> threads;
-    std::atomic<int> ok{0};
+    std::mutex mu;
+    std::vector<std::string> failures;
     for (int i = 0; i < 6; ++i) {
         threads.emplace_back([&, i] {
+            auto fail = [&](const std::string& what) {
+                std::lock_guard g(mu);
+                failures.push_back("client " + std::to_string(i) + ": " + what);
+            };
             VtestOptions o;
             o.socket_path = hs.socket_path();
+            o.io_timeout_ms = 30000; // six clients on a loaded (or sanitized) machine
             std::string err;
             auto t = VtestTransport::connect(o, &err);
-            if (!t || t->context_init(wire::VIRTGPU_CAPSET_DRM, 4) != 0) return;
+            if (!t) return fail("connect: " + err);
+            if (t->context_init(wire::VIRTGPU_CAPSET_DRM, 4) != 0) return fail("context_init");
             uint32_t sh = 0;
             void* p = nullptr;
-            if (t->create_blob(test::shmem_args(), &sh) || t->map_blob(sh, test::kShmemSize, &p)) return;
+            if (int r = t->create_blob(test::shmem_args(), &sh) ?: t->map_blob(sh, test::kShmemSize, &p))
+                return fail("shmem " + std::to_string(r) + " " + t->last_error());
             wire::virgl_renderer_capset_drm caps{};
             t->get_capset(6, 0, {reinterpret_cast<uint8_t*>(&caps), sizeof caps});
             // Every client maps the same iova: only separate address spaces allow that.
             auto gem = ccmd::gem_new(caps.u.msm.va_start, 4096, wire::MSM_BO_WC, 1);
             BlobCreateArgs b{wire::VIRTGPU_BLOB_MEM_HOST3D, wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE, 4096, 1, gem.bytes};
             uint32_t h = 0, res = 0;
-            if (t->create_blob(b, &h) || t->resource_id(h, &res)) return;
+            if (int r = t->create_blob(b, &h) ?: t->resource_id(h, &res))
+                return fail("blob " + std::to_string(r) + " " + t->last_error());
             const auto nop = test::nop_with_seqno(100 + i);
             TransportFence f;
-            if (t->execbuf({nop, 0, true, -1}, &f) || t->wait_fence(f, 5'000'000'000)) return;
+            if (int r = t->execbuf({nop, 0, true, -1}, &f) ?: t->wait_fence(f, 30'000'000'000))
+                return fail("fence " + std::to_string(r) + " " + t->last_error());
             const auto* s = static_cast<const wire::msm_shmem*>(p);
-            if (s->async_error == 0 && test::shmem_seqno(p) == uint32_t(100 + i)) ++ok;
+            if (s->async_error != 0) return fail("async_error " + std::to_string(s->async_error));
+            if (test::shmem_seqno(p) != uint32_t(100 + i)) return fail("seqno " + std::to_string(test::shmem_seqno(p)));
         });
     }
     for (auto& t : threads) t.join();
-    CHECK(ok == 6);
+    for (const auto& f : failures) INFO(f);
+    CHECK(failures.empty());
+    if (!failures.empty()) FAIL_CHECK(failures.front() + "\n" + hs.log());
 }
 
 TEST_CASE("fdnc-hostsim exits cleanly on SIGTERM and removes its socket", "[vtest][server]") {
