@@ -381,3 +381,20 @@ TEST_CASE("fdnc-hostsim exits cleanly on SIGTERM and removes its socket", "[vtes
     CHECK(hs.terminate() == 0);
     CHECK(::access(path.c_str(), F_OK) != 0);
 }
+
+TEST_CASE("an injected host GEM_NEW failure drops the vtest client and it sees -EPIPE", "[vtest][server]") {
+    HostsimProcess hs({"--fail", "gem_new:1:ENOSPC"});
+    REQUIRE(hs.ok());
+    Ctx c = open_ctx(hs);
+    int ret = 0;
+    auto caps = test::read_caps(*c.t, &ret);
+    auto gem = ccmd::gem_new(caps.u.msm.va_start, 4096, wire::MSM_BO_WC, 1);
+    BlobCreateArgs b{wire::VIRTGPU_BLOB_MEM_HOST3D, wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE, 4096, 1, gem.bytes};
+    uint32_t h = 0;
+    REQUIRE(c.t->create_blob(b, &h) == 0); // never waits: the failure surfaces later
+    uint32_t res = 0;
+    // §12.2: a failed GEM_NEW is fatal over vtest; the server drops the connection.
+    CHECK(c.t->resource_id(h, &res) == -EPIPE);
+    CHECK_THAT(c.t->last_error(), Catch::Contains("closed"));
+    CHECK_THAT(hs.log(), Catch::Contains("dropped"));
+}
