@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <thread>
 
@@ -37,7 +38,7 @@ struct Shared {
     int64_t t0;
     std::vector<Bo*> bos;                     // by bo id; each id belongs to one stream
     std::vector<BoRange> ranges;              // by bo id (opts.ranges)
-    std::vector<std::vector<uint8_t>> shadow; // by bo id (opts.record): bytes written so far
+    std::vector<std::vector<uint8_t>> shadow; // by bo id (opts.record): written since recorded
     std::vector<uint8_t> dirty;               // by bo id (opts.record): written since recorded
     std::mutex record_lock;                   // recorded order == flush order
     std::atomic<uint64_t> done_events{0};
@@ -56,7 +57,7 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
     int err = 0;
     Pipe* pipe = sh.dev.pipe_new(0, &err);
     if (!pipe) {
-        r.error = "pipe_new failed: " + std::to_string(err);
+        r.error = std::string("pipe_new failed: ") + std::strerror(-err);
         sh.done_events.fetch_add(stream.events.size());
         return;
     }
@@ -92,14 +93,12 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
             const int64_t b = now_ns();
             r.bo_new_ns.push_back(static_cast<uint64_t>(b - a));
             span("bo_new", a, b);
-            const uint64_t waited = bo_new_waits(sh.dev) - w0;
-            if (waited) {
-                r.bo_new_host_waits += waited;
-                span("host_wait", a, b);
-            }
+            // The counters are device-wide: with several streams this marks a span as a wait
+            // when another thread's bo_new waited meanwhile (the totals come from DeviceStats).
+            if (bo_new_waits(sh.dev) != w0) span("host_wait", a, b);
             if (!bo) {
                 if (r.alloc_failures++ == 0)
-                    r.error = "bo_new(" + std::to_string(e.size) + ") failed: " + std::to_string(err);
+                    r.error = "bo_new(" + std::to_string(e.size) + ") failed: " + std::strerror(-err);
                 break;
             }
             sh.bos[e.bo] = bo;
@@ -165,8 +164,9 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
                     for (uint32_t id : ids) {
                         std::span<const uint8_t> contents;
                         if (sh.dirty[id]) contents = sh.shadow[id];
-                        sh.dirty[id] = 0;
                         wr.buffer(sh.bos[id]->iova(), sh.bos[id]->size(), contents);
+                        sh.dirty[id] = 0;
+                        sh.shadow[id].clear();
                     }
                     for (const CmdRef& c : e.cmds) wr.cmdstream(sh.bos[c.bo]->iova() + c.offset, c.size);
                 }
@@ -177,7 +177,7 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
             span("flush", a, b);
             if (ret != 0) {
                 if (r.submit_failures++ == 0 && r.error.empty())
-                    r.error = "submit flush failed: " + std::to_string(ret);
+                    r.error = std::string("submit flush failed: ") + std::strerror(-ret);
                 break;
             }
             r.submits++;
@@ -244,6 +244,25 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
 }
 
 } // namespace
+
+std::string default_inproc_uri(uint32_t rtt_us, std::optional<uint32_t> gpu_us, const Workload& w) {
+    std::string uri = "inproc:rtt_us=" + std::to_string(rtt_us);
+    if (gpu_us) uri += ",gpu_us=" + std::to_string(*gpu_us);
+    if (w.original_addresses && w.va_end > w.va_min) {
+        constexpr uint64_t kAlign = 16ull << 20;
+        const uint64_t def_start = wire::kAdrenoVmStart, def_end = def_start + wire::kDefaultVaSize;
+        if (w.va_min < def_start || w.va_end > def_end) {
+            // Never start at 0: iova 0 means "no iova" on the wire (A5).
+            const uint64_t start = std::max<uint64_t>(std::min(def_start, w.va_min & ~(kAlign - 1)), kAlign);
+            const uint64_t end = std::max(def_end, (w.va_end + kAlign - 1) & ~(kAlign - 1));
+            char b[96];
+            std::snprintf(b, sizeof b, ",va_start=0x%llx,va_size=0x%llx", static_cast<unsigned long long>(start),
+                          static_cast<unsigned long long>(end - start));
+            uri += b;
+        }
+    }
+    return uri;
+}
 
 const char* mode_name(IovaMode m) { return m == IovaMode::Guest ? "guest" : "host"; }
 
@@ -354,7 +373,6 @@ ModeResult run_mode(const Workload& w, IovaMode mode, const ReplayOptions& opts,
         res.frames += r.frames;
         res.bo_new_ns.insert(res.bo_new_ns.end(), r.bo_new_ns.begin(), r.bo_new_ns.end());
         if (res.frame_ns.empty()) res.frame_ns = std::move(r.frame_ns);
-        res.bo_new_host_waits += r.bo_new_host_waits;
         res.max_inflight = std::max(res.max_inflight, r.max_inflight);
         res.spans.insert(res.spans.end(), o.spans.begin(), o.spans.end());
     }
@@ -366,6 +384,9 @@ ModeResult run_mode(const Workload& w, IovaMode mode, const ReplayOptions& opts,
         }
     dev->retire();
     res.stats = dev->stats();
+    // Only bo_new waits for these two reasons (ResourceId can also come from a flush on vtest).
+    res.bo_new_host_waits = res.stats.host_waits_by_reason[static_cast<size_t>(HostWait::HostIova)] +
+                            res.stats.host_waits_by_reason[static_cast<size_t>(HostWait::VaPressure)];
     const DeviceStats final_stats = res.stats;
     res.counters.push_back({sh.rel(now_ns()), final_stats.va_live_bytes, final_stats.va_quarantined_bytes, 0});
     if (opts.ranges) {

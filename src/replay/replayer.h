@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,7 +62,7 @@ struct ModeResult {
     int64_t wall_ns = 0;
     std::vector<uint64_t> bo_new_ns;   // every call, in order
     std::vector<uint64_t> frame_ns;    // stream 0's frame times
-    uint64_t bo_new_host_waits = 0;    // waits inside bo_new: HostIova + VaPressure + ResourceId
+    uint64_t bo_new_host_waits = 0;    // waits only bo_new does: HostIova + VaPressure
     uint64_t max_inflight = 0;
     uint64_t max_quarantined_ranges = 0;
     DeviceStats stats;                 // at the end, after every submit retired
@@ -77,13 +78,23 @@ struct ModeResult {
 };
 
 struct ReplayOptions {
-    DeviceOptions device;          // iova_mode is set per mode
+    // iova_mode is set per mode. The bo cache and suballocation are off: a cache hit or a
+    // suballocation never reaches the iova path, and that path is what a replay measures.
+    DeviceOptions device = [] {
+        DeviceOptions d;
+        d.bo_cache = false;
+        d.suballoc = false;
+        return d;
+    }();
     uint32_t frames_in_flight = 2; // frame N waits for frame N-2's last submit, as a GL driver does
     bool trace = false;            // keep spans
     bool ranges = false;           // keep BoRanges
     bool progress = false;         // progress bar on stderr (the caller checks for a TTY)
     int64_t sample_every_ns = 1'000'000; // counter sampling period
-    rd::RdWriter* record = nullptr;    // write the replayed stream as an .rd capture
+    // Write the replayed stream as an .rd capture: per submit, every bo it uses (iova order) and,
+    // for those written since they were last recorded, the bytes written since then from offset
+    // 0 (gaps zero), then its cmdstreams.
+    rd::RdWriter* record = nullptr;
 };
 
 // Runs the whole workload in one mode. Never throws; problems land in ModeResult::error and the
@@ -91,5 +102,9 @@ struct ReplayOptions {
 ModeResult run_mode(const Workload& w, IovaMode mode, const ReplayOptions& opts, const DeviceFactory& open);
 
 const char* mode_name(IovaMode m);
+
+// "inproc:rtt_us=N[,gpu_us=N]", plus a VA range that contains a capture's original addresses
+// when w needs one (captures of old GPUs sit below the 4 GiB default start, PROTOCOL.md §1.3).
+std::string default_inproc_uri(uint32_t rtt_us, std::optional<uint32_t> gpu_us, const Workload& w);
 
 } // namespace fdnc::replay

@@ -47,6 +47,7 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
         std::function<double(const ModeResult&)> value;
         std::function<std::string(double)> show;
         bool ratio;
+        bool guest_heap = false; // the guest heap's view: meaningless when the host picks iovas
     };
     auto num = [](double v) { return fmt("%.0f", v); };
     auto us = [](double v) { return fmt("%.2f us", v); };
@@ -67,10 +68,10 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
         {"wall time", [](const ModeResult& m) { return double(m.wall_ns) / 1e6; }, ms, true},
         {"frame time p50", [](const ModeResult& m) { return m.frame().p50_us / 1000; }, ms, true},
         {"frame time p99", [](const ModeResult& m) { return m.frame().p99_us / 1000; }, ms, true},
-        {"VA peak", [](const ModeResult& m) { return double(m.stats.va_peak_bytes); }, bytes_str, false},
-        {"VA largest free", [](const ModeResult& m) { return double(m.stats.va_largest_free_bytes); }, bytes_str, false},
-        {"VA fragmentation", [](const ModeResult& m) { return fragmentation(m.stats); }, pct, false},
-        {"quarantined ranges max", [](const ModeResult& m) { return double(m.max_quarantined_ranges); }, num, false},
+        {"VA peak", [](const ModeResult& m) { return double(m.stats.va_peak_bytes); }, bytes_str, false, true},
+        {"VA largest free", [](const ModeResult& m) { return double(m.stats.va_largest_free_bytes); }, bytes_str, false, true},
+        {"VA fragmentation", [](const ModeResult& m) { return fragmentation(m.stats); }, pct, false, true},
+        {"quarantined ranges max", [](const ModeResult& m) { return double(m.max_quarantined_ranges); }, num, false, true},
         {"in-flight submits max", [](const ModeResult& m) { return double(m.max_inflight); }, num, false},
         {"faults", [](const ModeResult& m) { return double(m.stats.faults); }, num, false},
         {"async errors", [](const ModeResult& m) { return double(m.stats.async_errors); }, num, false},
@@ -88,7 +89,8 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
         std::snprintf(line, sizeof line, "%-24s", r.name.c_str());
         out += line;
         for (const ModeResult& m : modes) {
-            std::snprintf(line, sizeof line, "%16s", r.show(r.value(m)).c_str());
+            const bool na = r.guest_heap && m.mode == "host";
+            std::snprintf(line, sizeof line, "%16s", na ? "(host's)" : r.show(r.value(m)).c_str());
             out += line;
         }
         if (both && r.ratio) {

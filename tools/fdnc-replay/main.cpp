@@ -41,29 +41,6 @@ bool write_file(const std::string& path, const std::string& text) {
     return true;
 }
 
-std::string hex(uint64_t v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
-
-// The default in-process URI; a capture replayed at its original addresses needs an address
-// space that contains them (old GPUs' captures sit below the 4 GiB default start, §1.3).
-std::string default_uri(uint32_t rtt_us, std::optional<uint32_t> gpu_us, const Workload& w) {
-    std::string uri = "inproc:rtt_us=" + std::to_string(rtt_us);
-    if (gpu_us) uri += ",gpu_us=" + std::to_string(*gpu_us);
-    if (w.original_addresses && w.va_end > w.va_min) {
-        constexpr uint64_t kAlign = 16ull << 20;
-        const uint64_t def_start = wire::kAdrenoVmStart, def_end = def_start + wire::kDefaultVaSize;
-        if (w.va_min < def_start || w.va_end > def_end) {
-            const uint64_t start = std::max<uint64_t>(std::min(def_start, w.va_min & ~(kAlign - 1)), kAlign);
-            const uint64_t end = std::max(def_end, (w.va_end + kAlign - 1) & ~(kAlign - 1));
-            uri += ",va_start=" + hex(start) + ",va_size=" + hex(end - start);
-        }
-    }
-    return uri;
-}
-
 std::string base_name(const std::string& p) {
     const size_t s = p.find_last_of('/');
     return s == std::string::npos ? p : p.substr(s + 1);
@@ -153,7 +130,7 @@ int main(int argc, char** argv) {
     info.workload = w.name;
     info.placement = placement;
     if (uri.empty()) {
-        uri = default_uri(rtt_us, gpu_us, w);
+        uri = default_inproc_uri(rtt_us, gpu_us, w);
     } else if (uri.rfind("inproc", 0) == 0) {
         const bool has_rtt = uri.find("rtt_us=") != std::string::npos;
         if (!has_rtt) uri += std::string(uri.find(':') == std::string::npos ? ":" : (uri.back() == ':' ? "" : ",")) +
