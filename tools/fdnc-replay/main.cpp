@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
 
     // --- outputs ---
     bool io_ok = true;
-    if (!quiet) {
+    if (!quiet && !open_failed) {
         const std::string table = format_table(info, results);
         if (json_path == "-") std::cerr << table;
         else std::cout << table;
