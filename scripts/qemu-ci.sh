@@ -19,11 +19,12 @@ the real kernel), fdnc-hostsim + fdnc-replay over vtest.
 
 Options:
   --build DIR          build directory (default: build, as scripts/test.sh uses)
-  --qemu BIN           QEMU binary (default: qemu-system-x86_64)
+  --qemu BIN           QEMU binary (default: qemu-system-$(uname -m))
+  --machine STRING     -machine type (default: q35 on x86_64, virt on aarch64)
   --gpu-device STRING  the -device string of the GPU (default: virtio-gpu-pci)
   --qemu-args "ARGS"   extra QEMU arguments, word-split (e.g. -object/-accel/-display options)
   --accel auto|kvm|tcg auto (default) probes KVM with a short boot and falls back to TCG
-  --kernel PATH        boot this kernel instead of Debian's linux-image-*-amd64
+  --kernel PATH        boot this kernel instead of Debian's linux-image-*-<arch>
   --modules DIR        with --kernel: directory of plain .ko files + modules.order (load order);
                        without it the kernel must have virtio-gpu built in
   --expect-native-context
@@ -49,7 +50,13 @@ USAGE
 
 die() { echo "FDNC-QEMU-CI: ERROR: $*" >&2; exit 2; }
 
-QEMU=qemu-system-x86_64
+HOST_ARCH=$(uname -m)
+QEMU=qemu-system-$HOST_ARCH
+case "$HOST_ARCH" in
+    x86_64) MACHINE=q35; CONSOLE=ttyS0; QEMU_PACKAGE=qemu-system-x86 ;;
+    aarch64) MACHINE=virt; CONSOLE=ttyAMA0; QEMU_PACKAGE=qemu-system-arm ;; # untested
+    *) MACHINE=""; CONSOLE=ttyS0; QEMU_PACKAGE="" ;;
+esac
 GPU_DEVICE=virtio-gpu-pci
 QEMU_ARGS=""
 ACCEL=auto
@@ -64,6 +71,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --build) BUILD="$(realpath -m "${2:?}")"; shift 2 ;;
         --qemu) QEMU="${2:?}"; shift 2 ;;
+        --machine) MACHINE="${2:?}"; shift 2 ;;
         --gpu-device) GPU_DEVICE="${2:?}"; shift 2 ;;
         --qemu-args) QEMU_ARGS="${2:?}"; shift 2 ;;
         --accel) ACCEL="${2:?}"; shift 2 ;;
@@ -89,7 +97,8 @@ export FDNC_BUILD="$BUILD"
 # shellcheck source=scripts/setup.sh
 source "$FDNC_ROOT/scripts/setup.sh" || die "scripts/setup.sh failed"
 QEMU_PACKAGES=(busybox-static cpio gzip xz-utils kmod)
-[[ "$QEMU" == qemu-system-x86_64 ]] && QEMU_PACKAGES+=(qemu-system-x86)
+[[ "$QEMU" == "qemu-system-$HOST_ARCH" && -n "$QEMU_PACKAGE" ]] && QEMU_PACKAGES+=("$QEMU_PACKAGE")
+[[ -n "$MACHINE" ]] || die "no default QEMU machine for $HOST_ARCH: pass --machine"
 fdnc_install_packages "${QEMU_PACKAGES[@]}" || die "cannot install ${QEMU_PACKAGES[*]}"
 command -v "$QEMU" >/dev/null || die "QEMU binary $QEMU not found"
 ninja -C "$FDNC_BUILD" || die "build failed in $FDNC_BUILD"
@@ -138,7 +147,9 @@ if [[ -n "$MODDIR" ]]; then
     done <"$MODDIR/modules.order"
 fi
 TRACES="$(realpath -m "$FDNC_ROOT/../shared/traces")"
-python3 "$FDNC_ROOT/scripts/qemu/stage.py" "$FDNC_ROOT" "$FDNC_BUILD" "$ROOT" "$TRACES" || die "staging the guest root failed"
+MESON_PY=$(head -1 "$(command -v meson)" | sed -n "s/^#! *\(\/[^ ]*python[0-9.]*\)$/\1/p")
+# meson's own interpreter can read its test setup (should_fail); stage.py says if it cannot.
+"${MESON_PY:-python3}" "$FDNC_ROOT/scripts/qemu/stage.py" "$FDNC_ROOT" "$FDNC_BUILD" "$ROOT" "$TRACES" || die "staging the guest root failed"
 # TCG runs code several times slower than the host: stretch each test's meson timeout.
 cat >"$ROOT/fdnc/ci.env" <<ENV
 FDNC_EXPECT_NC=$EXPECT_NC
@@ -156,7 +167,7 @@ accel_args=()
 if [[ "$ACCEL" == auto ]]; then
     ACCEL=tcg
     if [[ -r /dev/kvm && -w /dev/kvm ]]; then
-        if timeout -k 2 20 "$QEMU" -machine q35,accel=kvm -cpu host -m 256M -nodefaults -display none \
+        if timeout -k 2 20 "$QEMU" -machine "$MACHINE,accel=kvm" -cpu host -m 256M -nodefaults -display none \
             -no-reboot -monitor none -serial none -kernel "$VMLINUZ" -append "panic=-1 quiet" \
             </dev/null >"$OUT/kvm-probe.log" 2>&1; then
             ACCEL=kvm
@@ -165,13 +176,14 @@ if [[ "$ACCEL" == auto ]]; then
         fi
     fi
 fi
-if [[ "$ACCEL" == kvm ]]; then accel_args=(-machine q35,accel=kvm -cpu host); else accel_args=(-machine q35,accel=tcg); fi
+if [[ "$ACCEL" == kvm ]]; then accel_args=(-machine "$MACHINE,accel=kvm" -cpu host); else accel_args=(-machine "$MACHINE,accel=tcg"); fi
+[[ "$ACCEL" == tcg && "$HOST_ARCH" == aarch64 ]] && accel_args+=(-cpu max)
 echo "FDNC-QEMU-CI: accelerator $ACCEL, GPU device $GPU_DEVICE"
 
 # shellcheck disable=SC2206
 extra=($QEMU_ARGS)
 cmd=("$QEMU" "${accel_args[@]}" -m 1G -smp 2 -nodefaults -display none -no-reboot -monitor none
-     -kernel "$VMLINUZ" -initrd "$INITRD" -append "console=ttyS0 panic=-1 quiet"
+     -kernel "$VMLINUZ" -initrd "$INITRD" -append "console=$CONSOLE panic=-1 quiet"
      -device "$GPU_DEVICE" -chardev "file,id=log,path=$LOG" -serial chardev:log "${extra[@]}")
 echo "FDNC-QEMU-CI: timeout $TIMEOUT ${cmd[*]}"
 : >"$LOG"
@@ -187,7 +199,7 @@ wait "$tpid"
 set -e
 t_end=$(date +%s.%N)
 run_s=$(awk -v a="$t_boot" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
-user_s=$(grep -a -m1 'FDNC-GUEST: userspace reached at' "$LOG" | awk '{ print $6 }' || true)
+user_s=$(grep -a -m1 'FDNC-GUEST: userspace reached at' "$LOG" | awk '{ print $5 }' || true)
 
 [[ -s "$QLOG" ]] && sed 's/^/FDNC-QEMU-CI: qemu: /' "$QLOG"
 if [[ "$KEEP" == 0 ]]; then rm -rf "$ROOT" "$INITRD"; fi

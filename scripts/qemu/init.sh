@@ -42,12 +42,13 @@ done
 dmesg | grep -E '\[drm\]|virtio' | sed 's/^/FDNC-GUEST: dmesg: /'
 [ -e /dev/dri/renderD128 ] || fail "render-node" "no /dev/dri/renderD128 (virtio-gpu device or module missing)"
 
-# fdnc_test NAME SUITE TIMEOUT WORKDIR [VAR=VALUE...] -- CMD ARGS... (lines from stage.py)
+# fdnc_test NAME SUITE TIMEOUT EXPECT WORKDIR [VAR=VALUE...] -- CMD ARGS... (lines from stage.py);
+# EXPECT is "fail" for tests meson registers with should_fail.
 TESTS_RUN=0
 TESTS_PASSED=0
 fdnc_test() {
-    name=$1 suite=$2 tmo=$(($3 * FDNC_TIMEOUT_MULT)) wd=$4
-    shift 4
+    name=$1 suite=$2 tmo=$(($3 * FDNC_TIMEOUT_MULT)) expect=$4 wd=$5
+    shift 5
     envs=""
     while [ "$1" != "--" ]; do envs="$envs $1"; shift; done
     shift
@@ -58,13 +59,16 @@ fdnc_test() {
     rc=$?
     TESTS_RUN=$((TESTS_RUN + 1))
     took=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')
-    case $rc in
-        0) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: pass (${took} s)" ;;
-        77) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: skipped by itself, exit 77 (${took} s)" ;;
-        137) fail "test-$name" "killed after $tmo s (exit 137)" ;;
+    case "$rc:$expect" in
+        0:pass) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: pass (${took} s)" ;;
+        77:*) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: skipped by itself, exit 77 (${took} s)" ;;
+        137:*) fail "test-$name" "killed after $tmo s (exit 137)" ;;
+        0:fail) fail "test-$name" "exit 0 but meson expects it to fail" ;;
+        *:fail) TESTS_PASSED=$((TESTS_PASSED + 1)); log "test $suite/$name: failed as expected, exit $rc (${took} s)" ;;
         *) fail "test-$name" "exit $rc after ${took} s" ;;
     esac
 }
+fdnc_skip_test() { skip "test-$1" "$3"; }
 
 log "== 1/4 test suite (registered meson tests, run directly) =="
 . /fdnc/tests.sh

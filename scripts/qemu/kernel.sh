@@ -1,4 +1,4 @@
-# Guest kernel for scripts/qemu-ci.sh (sourced). Debian's linux-image-*-amd64 is fetched with
+# Guest kernel for scripts/qemu-ci.sh (sourced). Debian's linux-image-*-<arch> is fetched with
 # `apt-get download` and unpacked with `dpkg -x` (no install, no initramfs hooks); the cache keeps
 # only vmlinuz and the virtio-gpu modules, decompressed, in load order.
 #
@@ -11,12 +11,16 @@ qk_die() { echo "FDNC-QEMU-CI: ERROR: $*" >&2; exit 2; }
 
 qk_sudo() { if [[ $(id -u) -ne 0 ]]; then sudo "$@"; else "$@"; fi; }
 
-# The kernel package linux-image-amd64 depends on, else the newest linux-image-<ver>-amd64.
+# Debian's kernel flavour for this machine (amd64, arm64).
+QK_ARCH=$(dpkg --print-architecture)
+
+# The kernel package linux-image-$QK_ARCH depends on, else the newest linux-image-<ver>-$QK_ARCH.
 qk_pick_package() {
     local pkg
-    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9].*-amd64$/ { print $2; exit }')
+    pkg=$(apt-cache depends "linux-image-$QK_ARCH" 2>/dev/null |
+          awk -v a="$QK_ARCH" '$1 == "Depends:" && $2 ~ "^linux-image-[0-9].*-" a "$" { print $2; exit }')
     if [[ -z "$pkg" ]]; then
-        pkg=$(apt-cache search --names-only '^linux-image-[0-9][0-9.]*-[0-9]+-amd64$' 2>/dev/null |
+        pkg=$(apt-cache search --names-only "^linux-image-[0-9][0-9.]*-[0-9]+-$QK_ARCH\$" 2>/dev/null |
               awk '{ print $1 }' | sort -V | tail -1)
     fi
     echo "$pkg"
@@ -26,11 +30,11 @@ qemu_ci_kernel() {
     local cache="$1" pkg
     pkg=$(qk_pick_package)
     if [[ -z "$pkg" ]]; then
-        echo "FDNC-QEMU-CI: no linux-image-*-amd64 in the apt lists; running apt-get update" >&2
+        echo "FDNC-QEMU-CI: no linux-image-*-$QK_ARCH in the apt lists; running apt-get update" >&2
         qk_sudo apt-get update -qq || qk_die "apt-get update failed: cannot reach the Debian archive"
         pkg=$(qk_pick_package)
     fi
-    [[ -n "$pkg" ]] || qk_die "no Debian guest kernel package (linux-image-*-amd64) is known to apt; " \
+    [[ -n "$pkg" ]] || qk_die "no Debian guest kernel package (linux-image-*-$QK_ARCH) is known to apt; " \
         "add a Debian main archive to the sources or pass --kernel"
     QK_PACKAGE="$pkg"
     local dir="$cache/$pkg"
