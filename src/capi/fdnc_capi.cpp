@@ -63,8 +63,8 @@ void fdnc_device_del(fdnc_device* dev) { delete dev; }
 
 int fdnc_device_va_range(fdnc_device* dev, uint64_t* start, uint64_t* size) {
     if (!dev) return -EINVAL;
-    if (start) *start = dev->dev->va_start();
-    if (size) *size = dev->dev->va_size();
+    if (start) *start = dev->dev->va_range_start();
+    if (size) *size = dev->dev->va_range_size();
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <cerrno>
 
 #include "host_sim/msm_renderer.h"
+#include "virtio_proto/transport_uri.h"
 
 namespace fdnc {
 
@@ -33,13 +34,9 @@ std::unique_ptr<Transport> open_inproc_transport(const InprocConfig& cfg) {
 }
 
 std::unique_ptr<Transport> open_transport_uri(std::string_view uri, std::string* error) {
-    if (uri.empty() || uri.substr(0, 6) == "inproc") {
-        auto cfg = parse_inproc_uri(uri.empty() ? std::string_view("inproc") : uri, error);
-        if (!cfg) return nullptr;
-        return open_inproc_transport(*cfg);
-    }
-    if (error) *error = "unknown transport in URI '" + std::string(uri) + "' (want inproc:, vtest: or virtgpu:)";
-    return nullptr;
+    // virtio_proto knows every URI scheme; the in-process host lives above it, so it is passed in.
+    return open_transport(uri, error,
+                          [](const InprocConfig& c, std::string*) { return open_inproc_transport(c); });
 }
 
 std::unique_ptr<Device> open_device(std::string_view uri, const DeviceOptions& opts, std::string* error) {

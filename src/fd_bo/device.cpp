@@ -121,7 +121,7 @@ int Device::init(std::string* error) {
     }
     requests_ = std::make_unique<RequestBuffer>(*transport_, shmem_, wire::kShmemSize);
 
-    heap_ = std::make_unique<IovaHeap>(va_start(), va_size());
+    heap_ = std::make_unique<IovaHeap>(va_range_start(), va_range_size());
     quarantine_ = std::make_unique<IovaQuarantine>(*heap_);
     // Called under lock_ for each range whose submits all retired, before it returns to the heap:
     // the host mapping is cleared first, so a later GEM_NEW reusing the range reaches the host
@@ -349,8 +349,8 @@ Bo* Device::bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* 
     *err = 0;
     const uint64_t alloc_size = page_align(size);
     if (opts_.iova_mode != IovaMode::Guest || size == 0 || size > (uint64_t{1} << 40) ||
-        (flags & ~kBoValidFlags) || (iova & (IovaHeap::kPageSize - 1)) || iova < va_start() ||
-        iova - va_start() > va_size() || alloc_size > va_size() - (iova - va_start())) {
+        (flags & ~kBoValidFlags) || (iova & (IovaHeap::kPageSize - 1)) || iova < va_range_start() ||
+        iova - va_range_start() > va_range_size() || alloc_size > va_range_size() - (iova - va_range_start())) {
         *err = -EINVAL;
         return nullptr;
     }

@@ -75,8 +75,9 @@ public:
     Device& operator=(const Device&) = delete;
 
     const wire::virgl_renderer_capset_drm& caps() const { return caps_; }
-    uint64_t va_start() const { return caps_.u.msm.va_start; }
-    uint64_t va_size() const { return caps_.u.msm.va_size; }
+    // Not va_start(): <stdarg.h> makes that a function-like macro.
+    uint64_t va_range_start() const { return caps_.u.msm.va_start; }
+    uint64_t va_range_size() const { return caps_.u.msm.va_size; }
     uint32_t priorities() const { return priorities_; }
     const DeviceOptions& options() const { return opts_; }
 

@@ -11,8 +11,8 @@ using namespace fdnc::test;
 
 TEST_CASE("a device over the in-process host reports the host's VA range", "[fd_bo]") {
     auto dev = open_test_device("inproc:va_size=1G");
-    CHECK(dev->va_start() == 0x100000000ull);
-    CHECK(dev->va_size() == (1ull << 30));
+    CHECK(dev->va_range_start() == 0x100000000ull);
+    CHECK(dev->va_range_size() == (1ull << 30));
     CHECK(dev->caps().context_type == wire::VIRTGPU_DRM_CONTEXT_MSM);
     CHECK(dev->status() == 0);
 }
@@ -28,8 +28,8 @@ TEST_CASE("bo_new hands out page-aligned, in-range, non-overlapping iovas", "[fd
         bos.push_back(new_bo(*dev, i * 3000));
         Bo& b = *bos.back();
         CHECK(b.iova() % 4096 == 0);
-        CHECK(b.iova() >= dev->va_start());
-        CHECK(b.iova() + b.size() <= dev->va_start() + dev->va_size());
+        CHECK(b.iova() >= dev->va_range_start());
+        CHECK(b.iova() + b.size() <= dev->va_range_start() + dev->va_range_size());
         ranges.insert({b.iova(), b.iova() + ((b.size() + 4095) & ~4095ull)});
     }
     uint64_t prev_end = 0;
@@ -251,7 +251,7 @@ TEST_CASE("the address space running out is -ENOMEM, after trimming the cache", 
         CHECK(err == -ENOMEM);
     } // all 16 go to the cache, holding every byte of the range
     BoRef big = new_bo(*dev, 512 * 1024); // only fits once the cache gave its ranges back
-    CHECK(big->iova() >= dev->va_start());
+    CHECK(big->iova() >= dev->va_range_start());
     CHECK(dev->stats().faults == 0);
 }
 
@@ -266,8 +266,8 @@ TEST_CASE("the host-iova baseline waits one round trip per new buffer", "[fd_bo]
     CHECK(s.host_waits_by_reason[static_cast<size_t>(HostWait::HostIova)] == 20);
     std::set<uint64_t> iovas;
     for (auto& b : bos) {
-        CHECK(b->iova() >= dev->va_start());
-        CHECK(b->iova() < dev->va_start() + dev->va_size());
+        CHECK(b->iova() >= dev->va_range_start());
+        CHECK(b->iova() < dev->va_range_start() + dev->va_range_size());
         iovas.insert(b->iova());
     }
     CHECK(iovas.size() == 20);
@@ -321,5 +321,5 @@ TEST_CASE("8 threads allocating, submitting and freeing leave an empty heap", "[
     CHECK(s.submits == 8 * 200);
     CHECK(s.va_quarantined_bytes == 0);
     CHECK(dev->heap_stats().live_ranges == 0);
-    CHECK(dev->heap_stats().largest_free == dev->va_size());
+    CHECK(dev->heap_stats().largest_free == dev->va_range_size());
 }

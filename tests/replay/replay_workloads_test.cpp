@@ -146,7 +146,7 @@ TEST_CASE("bo_new_at places a bo at exactly the requested iova", "[replay][bo_ne
     std::string err;
     auto dev = open_device("inproc:rtt_us=0", DeviceOptions{}, &err);
     REQUIRE(dev);
-    const uint64_t at = dev->va_start() + 0x123000;
+    const uint64_t at = dev->va_range_start() + 0x123000;
     int e = 0;
     Bo* bo = dev->bo_new_at(at, 0x5000, 0, "at", &e);
     REQUIRE(bo);
@@ -163,15 +163,15 @@ TEST_CASE("bo_new_at refuses addresses outside the VA range and host mode", "[re
     auto dev = open_device("inproc:rtt_us=0", DeviceOptions{}, &err);
     REQUIRE(dev);
     int e = 0;
-    CHECK(dev->bo_new_at(dev->va_start() - 0x1000, 0x1000, 0, nullptr, &e) == nullptr);
+    CHECK(dev->bo_new_at(dev->va_range_start() - 0x1000, 0x1000, 0, nullptr, &e) == nullptr);
     CHECK(e == -EINVAL);
-    CHECK(dev->bo_new_at(dev->va_start() + 0x10, 0x1000, 0, nullptr, &e) == nullptr);
+    CHECK(dev->bo_new_at(dev->va_range_start() + 0x10, 0x1000, 0, nullptr, &e) == nullptr);
     CHECK(e == -EINVAL);
     DeviceOptions host;
     host.iova_mode = IovaMode::Host;
     auto hdev = open_device("inproc:rtt_us=0", host, &err);
     REQUIRE(hdev);
-    CHECK(hdev->bo_new_at(hdev->va_start(), 0x1000, 0, nullptr, &e) == nullptr);
+    CHECK(hdev->bo_new_at(hdev->va_range_start(), 0x1000, 0, nullptr, &e) == nullptr);
     CHECK(e == -EINVAL);
 }
 
@@ -182,7 +182,7 @@ TEST_CASE("A freed bo_new_at range can be placed again once its submit retired",
     int e = 0;
     Pipe* pipe = dev->pipe_new(0, &e);
     REQUIRE(pipe);
-    const uint64_t at = dev->va_start() + 0x40000;
+    const uint64_t at = dev->va_range_start() + 0x40000;
     Bo* bo = dev->bo_new_at(at, 0x2000, 0, nullptr, &e);
     REQUIRE(bo);
     uint32_t fence = 0;
