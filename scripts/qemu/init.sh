@@ -124,7 +124,8 @@ if [ -n "$FDNC_HOSTSIM" ]; then
             # Faults must be 0: fdnc-replay's exit status says so; also refuse any "faults N>0" it prints.
             faults=$(grep -oiE '"?faults"?[ :=]+[0-9]+' /tmp/replay.out | grep -oE '[0-9]+$' | sort -n | tail -1)
             REPLAY_RESULT="exit$rc,faults=${faults:-?}"
-            if [ $rc -ne 0 ]; then fail "fdnc-replay" "exit $rc"
+            why=$(grep -o '"error": "[^"]*[^"]' /tmp/replay.out | grep -v '"error": ""' | head -1 | cut -d'"' -f4)
+            if [ $rc -ne 0 ]; then fail "fdnc-replay" "exit $rc${why:+ ($why)}"
             elif [ -n "$faults" ] && [ "$faults" -ne 0 ]; then fail "fdnc-replay" "$faults faults"
             else REPLAY_RESULT="pass,faults=${faults:-0}"; fi
         else
