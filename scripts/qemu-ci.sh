@@ -121,6 +121,7 @@ else
     source "$FDNC_ROOT/scripts/qemu/kernel.sh"
     qemu_ci_kernel "$CACHE"
     VMLINUZ="$QK_VMLINUZ"
+    echo "FDNC-QEMU-CI: guest kernel package $QK_PACKAGE: $(cat "$(dirname "$QK_VMLINUZ")/version")"
     MODDIR="$QK_MODULES_DIR"
 fi
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC1091 # the sourced files are generated into the initramfs
 # /init of the fdnc CI guest (busybox ash), copied into the initramfs by scripts/qemu-ci.sh.
 # Loads the virtio-gpu modules, then runs in order: the registered test binaries, fdnc-info
 # against the real virtio_gpu node, the guest suite (probe path vs the real kernel), fdnc-hostsim

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Guest kernel for scripts/qemu-ci.sh (sourced). Debian's linux-image-*-<arch> is fetched with
 # `apt-get download` and unpacked with `dpkg -x` (no install, no initramfs hooks); the cache keeps
 # only vmlinuz and the virtio-gpu modules, decompressed, in load order.
@@ -58,12 +59,14 @@ qemu_ci_kernel() {
             "(the QEMU CI job needs a guest kernel; pass --kernel PATH to use a local one)"
     fi
     local deb
-    deb=$(ls "$work"/*.deb 2>/dev/null | head -1)
+    local debs=("$work"/*.deb)
+    deb=${debs[0]}
     [[ -f "$deb" ]] || qk_die "apt-get download $pkg produced no .deb"
     dpkg -x "$deb" "$work/x" || qk_die "dpkg -x $deb failed"
 
     local kver vmlinuz
-    vmlinuz=$(ls "$work"/x/boot/vmlinuz-* 2>/dev/null | head -1)
+    local kernels=("$work"/x/boot/vmlinuz-*)
+    vmlinuz=${kernels[0]}
     [[ -f "$vmlinuz" ]] || qk_die "$pkg has no /boot/vmlinuz-*"
     kver=${vmlinuz##*/vmlinuz-}
     local moddir="$work/x/lib/modules/$kver"
