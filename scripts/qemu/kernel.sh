@@ -55,7 +55,7 @@ qemu_ci_kernel() {
     # _apt cannot write into a root-owned mktemp dir; the download then runs unsandboxed (harmless).
     if ! (cd "$work" && apt-get download "$pkg" >"$work/download.log" 2>&1); then
         cat "$work/download.log" >&2
-        qk_die "apt-get download $pkg failed: no network to the Debian package archive? " \
+        qk_die "apt-get download $pkg failed: no network to the Debian package archive?" \
             "(the QEMU CI job needs a guest kernel; pass --kernel PATH to use a local one)"
     fi
     local deb
