@@ -35,7 +35,7 @@ qemu_ci_kernel() {
         qk_sudo apt-get update -qq || qk_die "apt-get update failed: cannot reach the Debian archive"
         pkg=$(qk_pick_package)
     fi
-    [[ -n "$pkg" ]] || qk_die "no Debian guest kernel package (linux-image-*-$QK_ARCH) is known to apt; " \
+    [[ -n "$pkg" ]] || qk_die "no Debian guest kernel package (linux-image-*-$QK_ARCH) is known to apt;" \
         "add a Debian main archive to the sources or pass --kernel"
     QK_PACKAGE="$pkg"
     local dir="$cache/$pkg"
