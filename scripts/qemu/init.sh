@@ -56,8 +56,10 @@ fdnc_test() {
     t0=$(uptime_s)
     log "test $suite/$name: start"
     # shellcheck disable=SC2086
-    (cd "$wd" && exec env $envs timeout -s KILL "$tmo" "$@")
+    # Output through a file: the console is a tty and Catch2 would colour it.
+    (cd "$wd" && exec env $envs timeout -s KILL "$tmo" "$@") >/tmp/test.out 2>&1
     rc=$?
+    cat /tmp/test.out
     TESTS_RUN=$((TESTS_RUN + 1))
     took=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')
     case "$rc:$expect" in
