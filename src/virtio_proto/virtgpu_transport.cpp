@@ -144,20 +144,28 @@ void VirtgpuTransport::Impl::run_probe() {
 
     char mask[32];
     std::snprintf(mask, sizeof mask, "0x%llx", static_cast<unsigned long long>(p.capset_mask));
-    if (!p.has_context_init)
-        p.error = "kernel lacks CONTEXT_INIT (VIRTGPU_PARAM_CONTEXT_INIT: " +
-                  (rci < 0 ? errtext(rci) : std::string("0")) + "); a 5.16+ guest kernel is needed";
-    else if (!p.has_3d)
-        p.error = "host has no 3D support (VIRTGPU_PARAM_3D_FEATURES: " + (r3d < 0 ? errtext(r3d) : std::string("0")) +
-                  "); start the VMM with a 3D-capable virtio-gpu";
-    else if (!p.has_drm_capset)
-        p.error = std::string("host offers no DRM native-context capset (capset 6 not in SUPPORTED_CAPSET_IDs ") +
-                  mask + (rcaps < 0 ? ": " + errtext(rcaps) : std::string()) + ")";
-    else if (!p.has_blob)
-        p.error = "no blob resources (VIRTGPU_PARAM_RESOURCE_BLOB is 0): enable blob support in the VMM";
-    else if (!p.has_host_visible)
-        p.error = "no host-visible memory (VIRTGPU_PARAM_HOST_VISIBLE is 0): the VMM exposes no shared memory "
-                  "region, so HOST3D blobs cannot be mapped";
+    // Every missing capability is named, most fundamental first, so one line says all that is
+    // wrong (e.g. QEMU 7.2's plain virtio-gpu: no DRM capset, no CONTEXT_INIT, no 3D, no blobs).
+    std::vector<std::string> missing;
+    if (!p.has_drm_capset)
+        missing.push_back(std::string("host offers no DRM native-context capset (capset 6 not in "
+                                      "SUPPORTED_CAPSET_IDs ") +
+                          mask + (rcaps < 0 ? ": " + errtext(rcaps) : std::string()) + ")");
+    if (!p.has_context_init) {
+        // EINVAL: this kernel does not know the param (< 5.16); 0: the VMM did not offer it.
+        missing.push_back(rci < 0 ? "kernel lacks CONTEXT_INIT (VIRTGPU_PARAM_CONTEXT_INIT: " + errtext(rci) +
+                                        "); a 5.16+ guest kernel is needed"
+                                  : std::string("CONTEXT_INIT unsupported by the host (VIRTGPU_PARAM_CONTEXT_INIT "
+                                                "is 0: the VMM does not offer it)"));
+    }
+    if (!p.has_3d)
+        missing.push_back("host has no 3D support (VIRTGPU_PARAM_3D_FEATURES: " +
+                          (r3d < 0 ? errtext(r3d) : std::string("0")) + ")");
+    if (!p.has_blob) missing.push_back("no blob resources (VIRTGPU_PARAM_RESOURCE_BLOB is 0)");
+    if (!p.has_host_visible)
+        missing.push_back("no host-visible memory (VIRTGPU_PARAM_HOST_VISIBLE is 0: HOST3D blobs cannot be mapped)");
+    p.error.clear();
+    for (const std::string& m : missing) p.error += (p.error.empty() ? "" : "; ") + m;
     p.usable = p.error.empty();
 }
 
