@@ -242,9 +242,10 @@ int RequestBuffer::send_sync(std::span<uint8_t> req, std::span<uint8_t> rsp, int
         if (len > slot || len < sizeof(vdrm_ccmd_rsp)) {
             r = -EPROTO;
         } else {
+            // An empty rsp has a null data(): memcpy/memset must not see it (UB even for 0 bytes).
             const size_t n = std::min<size_t>(len, rsp.size());
-            std::memcpy(rsp.data(), p, n);
-            std::memset(rsp.data() + n, 0, rsp.size() - n);
+            if (n) std::memcpy(rsp.data(), p, n);
+            if (rsp.size() > n) std::memset(rsp.data() + n, 0, rsp.size() - n);
         }
     }
     if (slot) {
