@@ -1,0 +1,89 @@
+// A device over the in-process host built by hand (so tests reach the host model and the
+// transport's fault hooks), and the teardown invariant every fault case ends with.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <string>
+
+#include "fd_bo/bo.h"
+#include "fd_bo/device.h"
+#include "fd_bo/pipe.h"
+#include "host_sim/msm_renderer.h"
+#include "virtio_proto/inproc_transport.h"
+
+namespace fdnc::test {
+
+inline constexpr int64_t kShortTimeoutNs = 300'000'000; // every wait in these tests is bounded
+
+struct InprocStack {
+    std::unique_ptr<Host> host;
+    host::MsmRenderer* model = nullptr;
+    std::unique_ptr<Host> wrapper; // optional misbehaving layer between transport and model
+    InprocTransport* transport = nullptr;
+    std::unique_ptr<Device> dev;
+
+    // make_wrapper(model) may return nullptr (the transport then talks to the model directly).
+    template <class Wrap = std::nullptr_t>
+    InprocStack(InprocConfig ic, DeviceOptions opts, Wrap make_wrapper = nullptr) {
+        host = make_msm_host(ic);
+        model = static_cast<host::MsmRenderer*>(host.get());
+        if constexpr (!std::is_same_v<Wrap, std::nullptr_t>) wrapper = make_wrapper(*model);
+        auto t = std::make_unique<InprocTransport>(wrapper ? *wrapper : *host, ic);
+        transport = t.get();
+        std::string err;
+        dev = Device::open(std::move(t), opts, &err);
+        INFO("Device::open: " << err);
+        REQUIRE(dev);
+    }
+    uint32_t ctx() const { return transport->ctx_id(); }
+};
+
+inline DeviceOptions bounded_options(bool cache = true, bool suballoc = true) {
+    DeviceOptions o;
+    o.bo_cache = cache;
+    o.suballoc = suballoc;
+    o.sync_timeout_ns = kShortTimeoutNs;
+    return o;
+}
+
+// After the client dropped everything: caches and heap blocks released, retired work reaped;
+// then nothing may be live in the iova heap or parked in the quarantine.
+inline void check_clean_teardown(Device& dev) {
+    dev.retire_pipes();
+    dev.retire();
+    dev.trim_cache();
+    dev.trim_heaps();
+    dev.retire();
+    const DeviceStats s = dev.stats();
+    CHECK(s.bos_live == 0);
+    CHECK(dev.heap_stats().live_ranges == 0);
+    CHECK(dev.quarantined_ranges() == 0);
+}
+
+struct BoUnref {
+    void operator()(Bo* b) const {
+        if (b) b->unref();
+    }
+};
+using BoPtr = std::unique_ptr<Bo, BoUnref>;
+
+inline BoPtr make_bo(Device& dev, uint64_t size, uint32_t flags = 0) {
+    int err = 0;
+    Bo* b = dev.bo_new(size, flags, "reliability", &err);
+    INFO("bo_new(" << size << ") err " << err);
+    REQUIRE(b);
+    return BoPtr(b);
+}
+
+// One submit of `cmd` (first 64 bytes) plus extra bos. Returns flush()'s result; *fence the seqno.
+inline int submit(Pipe& pipe, Bo& cmd, std::initializer_list<Bo*> extra, uint32_t* fence) {
+    Submit s(&pipe);
+    if (int r = s.add_cmd(&cmd, 0, 64); r < 0) return r;
+    for (Bo* b : extra)
+        if (int r = s.add_bo(b, wire::MSM_SUBMIT_BO_READ | wire::MSM_SUBMIT_BO_WRITE); r < 0) return r;
+    return s.flush(fence);
+}
+
+} // namespace fdnc::test

@@ -1,0 +1,146 @@
+// Fault injection on the vtest transport: a real fdnc-hostsim process killed or stopped
+// mid-stream, and a scripted server that answers with a short read. Every case must end in an
+// error within the client's io timeout, never a hang or a SIGPIPE.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "../transports/hostsim_process.h"
+#include "reliability_fixture.h"
+#include "virtio_proto/vtest_transport.h"
+#include "virtio_proto/vtest_wire.h"
+
+using namespace fdnc;
+using namespace fdnc::test;
+
+namespace {
+
+constexpr int kIoTimeoutMs = 300;
+
+std::unique_ptr<Device> open_vtest(const std::string& path) {
+    VtestOptions vo;
+    vo.socket_path = path;
+    vo.io_timeout_ms = kIoTimeoutMs;
+    std::string err;
+    auto t = VtestTransport::connect(vo, &err);
+    INFO("connect: " << err);
+    REQUIRE(t);
+    auto dev = Device::open(std::move(t), bounded_options(), &err);
+    INFO("Device::open: " << err);
+    REQUIRE(dev);
+    return dev;
+}
+
+// A one-connection server on a fresh socket that reads the client's first bytes, writes `reply`
+// (a truncated message) and then closes, or holds the connection open until the client leaves.
+class ScriptedServer {
+public:
+    ScriptedServer(std::string reply, bool hold) {
+        char tmpl[] = "/tmp/fdnc-rel-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl));
+        dir_ = tmpl;
+        path_ = dir_ + "/sock";
+        fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd_, 1) == 0);
+        thread_ = std::thread([this, reply, hold] {
+            const int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0) return;
+            char buf[256];
+            (void)::recv(c, buf, sizeof buf, 0); // CREATE_RENDERER + whatever came with it
+            (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
+            if (hold)
+                while (::recv(c, buf, sizeof buf, 0) > 0) {
+                }
+            ::close(c);
+        });
+    }
+    ~ScriptedServer() {
+        ::shutdown(fd_, SHUT_RDWR);
+        thread_.join();
+        ::close(fd_);
+        ::unlink(path_.c_str());
+        ::rmdir(dir_.c_str());
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string dir_, path_;
+    int fd_ = -1;
+    std::thread thread_;
+};
+
+std::string half_reply() {
+    // The first half of a PROTOCOL_VERSION reply header (§8.1): 4 of its 12 bytes.
+    const uint32_t len = 1;
+    return std::string(reinterpret_cast<const char*>(&len), 4);
+}
+
+} // namespace
+
+TEST_CASE("a vtest server killed mid-stream fails the client's wait with a pipe error", "[vtest][fault]") {
+    HostsimProcess hs({"--gpu-us", "50000"});
+    REQUIRE(hs.ok());
+    auto dev = open_vtest(hs.socket_path());
+    int e = 0;
+    Pipe* pipe = dev->pipe_new(0, &e);
+    REQUIRE(pipe);
+    BoPtr cmd = make_bo(*dev, 4096);
+    BoPtr buf = make_bo(*dev, 64 << 10);
+    uint32_t fence = 0;
+    REQUIRE(submit(*pipe, *cmd, {buf.get()}, &fence) == 0); // 50 ms of GPU work in flight
+    hs.kill_now();
+    const int w = pipe->wait(fence, kShortTimeoutNs);
+    CHECK(w == -EPIPE);
+    CHECK(dev->pipe_new(1, &e) == nullptr);
+    CHECK(e < 0);
+    buf.reset();
+    cmd.reset();
+    delete pipe;
+    dev->retire();
+    dev->trim_cache();
+    CHECK(dev->stats().bos_live == 0);
+}
+
+TEST_CASE("a vtest server closing after a short reply fails the connect with a reason", "[vtest][fault]") {
+    ScriptedServer srv(half_reply(), false);
+    VtestOptions vo;
+    vo.socket_path = srv.path();
+    vo.io_timeout_ms = kIoTimeoutMs;
+    std::string err;
+    CHECK(VtestTransport::connect(vo, &err) == nullptr);
+    CHECK_FALSE(err.empty());
+}
+
+TEST_CASE("a vtest server stalling after a short reply fails the connect within the io timeout", "[vtest][fault]") {
+    ScriptedServer srv(half_reply(), true);
+    VtestOptions vo;
+    vo.socket_path = srv.path();
+    vo.io_timeout_ms = kIoTimeoutMs;
+    std::string err;
+    CHECK(VtestTransport::connect(vo, &err) == nullptr);
+    CHECK_FALSE(err.empty());
+}
+
+TEST_CASE("a stopped vtest server makes the client's writes fail instead of blocking", "[vtest][fault]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    auto dev = open_vtest(hs.socket_path());
+    BoPtr bo = make_bo(*dev, 4096);
+    hs.pause(); // SIGSTOP: the socket buffer fills, a write stays short
+    const std::string name(200, 'n');
+    int r = 0;
+    for (int i = 0; i < 20000 && r == 0; ++i) r = bo->set_name(name.c_str());
+    CHECK((r == -ETIMEDOUT || r == -EPIPE));
+    hs.resume();
+    bo.reset();
+    dev.reset(); // tears down over a broken stream without hanging
+}
