@@ -568,7 +568,7 @@ int MsmKernel::gem_info(FileId f, drm_msm_gem_info& a, std::span<uint8_t> user) 
         if (a.value) {
             if (user.size() < a.len)
                 return -EFAULT;
-            std::memcpy(user.data(), obj->name.data(), a.len);
+            std::copy_n(obj->name.begin(), a.len, user.begin());
         }
         return 0;
     }
@@ -589,7 +589,7 @@ int MsmKernel::gem_info(FileId f, drm_msm_gem_info& a, std::span<uint8_t> user) 
             return -kEtooSmall;
         if (user.size() < obj->metadata.size())
             return -EFAULT;
-        std::memcpy(user.data(), obj->metadata.data(), obj->metadata.size());
+        std::copy(obj->metadata.begin(), obj->metadata.end(), user.begin());
         a.len = static_cast<uint32_t>(obj->metadata.size());
         return 0;
     }

@@ -34,6 +34,8 @@ bool parse_addr(std::span<const uint8_t> p, Addr& out) {
 
 std::string text_of(std::span<const uint8_t> p) {
     // The kernel pads RD_CMD to 4 bytes and the padding is not always zero: stop at the NUL.
+    // An empty section has no data pointer, and memchr(nullptr, ...) is undefined even for 0 bytes.
+    if (p.empty()) return {};
     const void* nul = std::memchr(p.data(), 0, p.size());
     const size_t n = nul ? static_cast<size_t>(static_cast<const uint8_t*>(nul) - p.data()) : p.size();
     return std::string(reinterpret_cast<const char*>(p.data()), n);

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -281,7 +282,7 @@ TransportInfo InprocTransport::info() const {
 }
 
 int InprocTransport::get_capset(uint32_t capset_id, uint32_t version, std::span<uint8_t> out) {
-    std::memset(out.data(), 0, out.size());
+    std::fill(out.begin(), out.end(), uint8_t{0}); // no memset: an empty span has a null data()
     return impl_->call([&](Host& h) { return h.get_capset(capset_id, version, out); });
 }
 

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -396,7 +397,7 @@ int VtestTransport::get_capset(uint32_t capset_id, uint32_t version, std::span<u
     std::fill(out.begin(), out.end(), 0);
     if (body[0] == 0) return -ENOENT; // §8.3: {valid = 0}
     const size_t size = (body.size() - 1) * 4;
-    std::memcpy(out.data(), body.data() + 1, std::min(size, out.size()));
+    std::copy_n(reinterpret_cast<const uint8_t*>(body.data() + 1), std::min(size, out.size()), out.begin());
     return static_cast<int>(size);
 }
 

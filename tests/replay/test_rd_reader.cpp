@@ -341,6 +341,19 @@ TEST_CASE("a chip id that is not 8 bytes is a bad_payload error") {
     CHECK(c.error().code == RdErrc::bad_payload);
 }
 
+TEST_CASE("an empty RD_CMD section is an empty process name (fuzz_rd finding)") {
+    // An empty payload has no data pointer; the NUL search once handed that to memchr (UBSan).
+    TempDir dir;
+    Bytes b;
+    section(b, SectType::cmd, {});
+    section(b, SectType::gpuaddr, words({0x1000, 0x100, 0}));
+    section(b, SectType::cmdstream_addr, words({0x1000, 0x10, 0}));
+    auto c = load_bytes(dir, b);
+    REQUIRE(c.ok());
+    REQUIRE(c.value().submits.size() == 1);
+    CHECK(c.value().submits[0].cmd.empty());
+}
+
 TEST_CASE("a buffer that wraps the address space is a bad_payload error") {
     TempDir dir;
     Bytes b;
