@@ -181,6 +181,9 @@ uint32_t Device::check_async_error() {
 
 int Device::status() {
     check_async_error();
+    // Requests dropped by a failed flush (host gone, stream cut mid-message) lose the context too.
+    if (requests_ && requests_->broken() && !lost_.load(std::memory_order_relaxed))
+        lost_.store(true, std::memory_order_release);
     return lost_.load(std::memory_order_acquire) ? -EIO : 0;
 }
 

@@ -95,7 +95,8 @@ public:
 
     Pipe* pipe_new(uint32_t prio, int* err);
 
-    // 0 while usable; -EIO once the host reported an asynchronous error (context lost).
+    // 0 while usable; -EIO once the context is lost: the host reported an asynchronous error, or
+    // a failed flush dropped requests (RequestBuffer::broken()).
     int status();
     DeviceStats stats();
 

@@ -74,6 +74,11 @@ size_t RequestBuffer::buffered_bytes() const {
     return buf_.size();
 }
 
+int RequestBuffer::broken() const {
+    std::lock_guard g(lock_);
+    return broken_;
+}
+
 RequestStats RequestBuffer::stats() const {
     std::lock_guard g(lock_);
     return stats_;
@@ -111,6 +116,7 @@ uint32_t RequestBuffer::enqueue_locked(std::span<uint8_t> req, uint32_t rsp_size
         if (err) *err = e;
         return 0u;
     };
+    if (broken_) return fail(broken_);
     if (req.size() < sizeof(vdrm_ccmd_req) || req.size() % 4 != 0 ||
         load_hdr(req, offsetof(vdrm_ccmd_req, len)) != req.size())
         return fail(-EINVAL);
@@ -141,6 +147,7 @@ uint32_t RequestBuffer::enqueue(std::span<uint8_t> req, uint32_t rsp_size, int* 
 }
 
 int RequestBuffer::flush_locked(TransportFence* fence) {
+    if (broken_) return broken_;
     if (buf_.empty() && !fence) return 0;
     ExecbufArgs args;
     args.cmd = buf_;
@@ -152,7 +159,8 @@ int RequestBuffer::flush_locked(TransportFence* fence) {
         stats_.batches += 1;
         stats_.bytes += buf_.size();
     }
-    // On failure the requests are dropped: the transport is broken and the caller gets the error.
+    // On failure the requests are dropped and the stream is broken for good (broken()).
+    if (r < 0 && !buf_.empty()) broken_ = r;
     buf_.clear();
     buffered_ccmds_ = 0;
     return r;

@@ -70,6 +70,10 @@ public:
     uint32_t rsp_mem_offset() const { return rsp_mem_offset_; }
     uint32_t rsp_area_size() const { return rsp_area_size_; } // R1: shmem_size - rsp_mem_offset
     size_t buffered_bytes() const;                             // requests not yet flushed
+    // 0, or the error of the flush that dropped buffered requests. The host then lacks objects
+    // and iovas the guest believes exist, so the stream cannot go on: every later enqueue,
+    // flush, blob create, submit or sync call fails with this error (the device is lost).
+    int broken() const;
 
 private:
     struct Slot {
@@ -90,6 +94,7 @@ private:
 
     mutable std::mutex lock_;
     std::vector<uint8_t> buf_;
+    int broken_ = 0;
     uint32_t next_seqno_ = 0;
     uint32_t next_rsp_off_ = 0;
     uint32_t buffered_ccmds_ = 0;

@@ -55,6 +55,7 @@ public:
     std::mutex mu;
     bool execute = true;          // false: batches are recorded but seqno never moves
     uint32_t garbage_rsp_len = 0; // non-zero: written as rsp.len into every response slot
+    int execbuf_error = 0;        // non-zero: execbuf fails with it (recorded, not run)
 
     RecordingTransport() {
         const uint32_t off = wire::kShmemRspMemOffset;
@@ -78,6 +79,7 @@ public:
     int execbuf(const ExecbufArgs& a, TransportFence* f) override {
         std::lock_guard g(mu);
         calls.push_back({Call::Execbuf, {a.cmd.begin(), a.cmd.end()}, a.ring_idx, a.fence_out, 0});
+        if (execbuf_error) return execbuf_error;
         run(a.cmd);
         if (f) *f = TransportFence{a.ring_idx, a.fence_out ? calls.size() : 0};
         return 0;

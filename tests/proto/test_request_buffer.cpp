@@ -52,6 +52,33 @@ TEST_CASE("enqueued requests stay buffered until flush sends them as one ring-0 
     CHECK(t.calls.size() == 1); // nothing buffered: no empty execbuf
 }
 
+TEST_CASE("a flush that drops requests breaks the buffer for good; a failed fence-only flush does not") {
+    RecordingTransport t;
+    RequestBuffer rb(t, t.shmem.data(), kShmemSize);
+    t.execbuf_error = -EPIPE;
+    uint8_t rsp[8];
+    auto q = ccmd::nop();
+    CHECK(rb.send_sync(q.span(), rsp, 1000000) == -EPIPE); // nothing dropped before it: its own request
+    CHECK(rb.broken() == -EPIPE); // ... which the failed execbuf did drop
+    RecordingTransport t2;
+    RequestBuffer rb2(t2, t2.shmem.data(), kShmemSize);
+    auto e = ccmd::nop();
+    REQUIRE(rb2.enqueue(e.span()) != 0);
+    t2.execbuf_error = -ETIMEDOUT; // e.g. a vtest write cut mid-message
+    CHECK(rb2.flush() == -ETIMEDOUT);
+    CHECK(rb2.broken() == -ETIMEDOUT);
+    t2.execbuf_error = 0; // even a healthy transport cannot resurrect the stream
+    int err = 0;
+    auto e2 = ccmd::nop();
+    CHECK(rb2.enqueue(e2.span(), 0, &err) == 0);
+    CHECK(err == -ETIMEDOUT);
+    CHECK(rb2.flush() == -ETIMEDOUT);
+    TransportFence f;
+    auto s = ccmd::nop();
+    CHECK(rb2.submit(s.span(), 1, &f) == -ETIMEDOUT);
+    CHECK(t2.count() == 1); // nothing reached the transport after the break
+}
+
 TEST_CASE("a request that would overflow 16 KiB flushes the buffer before it") {
     RecordingTransport t;
     RequestBuffer rb(t, t.shmem.data(), kShmemSize);
