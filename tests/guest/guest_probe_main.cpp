@@ -1,10 +1,8 @@
 // The guest suite's own Catch2 main: exit 77 (meson's SKIP) when there is no virtio_gpu render
 // node, i.e. everywhere except inside a guest, so the host's `meson test` passes untouched.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
-
 #include <cstdio>
 
+#include "../catch_run.h"
 #include "real_node.h"
 
 int main(int argc, char** argv) {
@@ -16,5 +14,5 @@ int main(int argc, char** argv) {
     }
     std::printf("fdnc-guest-node: %s\n", fdnc::guest_test::describe_node(node).c_str());
     std::fflush(stdout);
-    return Catch::Session().run(argc, argv);
+    return fdnc_catch_run(argc, argv);
 }
