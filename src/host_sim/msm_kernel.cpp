@@ -252,6 +252,15 @@ MsmKernel::File* MsmKernel::file_locked(FileId f) const {
     return it->second.get();
 }
 
+// The object behind a handle of an open file, for the host-side (non-ioctl) entry points.
+int MsmKernel::object_locked(FileId f, uint32_t handle, Object** obj) const {
+    File* file = file_locked(f);
+    if (!file)
+        return -EBADF;
+    *obj = lookup_locked(*file, handle);
+    return *obj ? 0 : -ENOENT;
+}
+
 MsmKernel::Object* MsmKernel::lookup_locked(File& file, uint32_t handle) const {
     auto it = file.handles.find(handle);
     if (it == file.handles.end())
@@ -1020,12 +1029,9 @@ int MsmKernel::ensure_backing_locked(Object& obj) {
 
 int MsmKernel::prime_handle_to_fd(FileId f, uint32_t handle, int* fd) {
     std::lock_guard lk(mu_);
-    File* file = file_locked(f);
-    if (!file)
-        return -EBADF;
-    Object* obj = lookup_locked(*file, handle);
-    if (!obj)
-        return -ENOENT;
+    Object* obj = nullptr;
+    if (int e = object_locked(f, handle, &obj))
+        return e;
     if (int e = ensure_backing_locked(*obj))
         return e;
     int nfd = fcntl(obj->memfd, F_DUPFD_CLOEXEC, 0);
@@ -1108,12 +1114,9 @@ void MsmKernel::reap_orphan_exports_locked() {
 
 int MsmKernel::map_object(FileId f, uint32_t handle, void** ptr, uint64_t* size) {
     std::lock_guard lk(mu_);
-    File* file = file_locked(f);
-    if (!file)
-        return -EBADF;
-    Object* obj = lookup_locked(*file, handle);
-    if (!obj)
-        return -ENOENT;
+    Object* obj = nullptr;
+    if (int e = object_locked(f, handle, &obj))
+        return e;
     if (int e = ensure_backing_locked(*obj))
         return e;
     *ptr = obj->map;
@@ -1123,12 +1126,9 @@ int MsmKernel::map_object(FileId f, uint32_t handle, void** ptr, uint64_t* size)
 
 int MsmKernel::object_size(FileId f, uint32_t handle, uint64_t* size) {
     std::lock_guard lk(mu_);
-    File* file = file_locked(f);
-    if (!file)
-        return -EBADF;
-    Object* obj = lookup_locked(*file, handle);
-    if (!obj)
-        return -ENOENT;
+    Object* obj = nullptr;
+    if (int e = object_locked(f, handle, &obj))
+        return e;
     *size = obj->size;
     return 0;
 }

@@ -179,6 +179,7 @@ private:
 
     File* file_locked(FileId f) const;
     Object* lookup_locked(File& file, uint32_t handle) const;
+    int object_locked(FileId f, uint32_t handle, Object** obj) const; // -EBADF / -ENOENT
     uint32_t add_handle_locked(File& file, Object& obj);
     void unref_locked(Object& obj);
     void free_object_locked(Object& obj);

@@ -6,13 +6,13 @@
 #include <tuple>
 #include <vector>
 
-#include "virtio_proto/host.h"
+#include "../forwarding_host.h"
 
 namespace fdnc::test {
 
-class HoldingHost : public Host {
+class HoldingHost : public ForwardingHost {
 public:
-    explicit HoldingHost(Host& inner) : inner_(inner) {
+    explicit HoldingHost(Host& inner) : ForwardingHost(inner) {
         inner_.set_fence_callback([this](uint32_t c, uint32_t r, uint64_t id) { on_retire(c, r, id); });
     }
     ~HoldingHost() override { inner_.set_fence_callback([](uint32_t, uint32_t, uint64_t) {}); }
@@ -30,28 +30,9 @@ public:
             if (cb) cb(c, r, id);
     }
 
-    int get_capset(uint32_t id, uint32_t v, std::span<uint8_t> out) override { return inner_.get_capset(id, v, out); }
     void set_fence_callback(HostFenceCallback cb) override {
         std::lock_guard g(mu_);
         cb_ = std::move(cb);
-    }
-    int context_create(uint32_t c, uint32_t capset, uint32_t rings) override {
-        return inner_.context_create(c, capset, rings);
-    }
-    void context_destroy(uint32_t c) override { inner_.context_destroy(c); }
-    int submit_cmd(uint32_t c, std::span<const uint8_t> cmd) override { return inner_.submit_cmd(c, cmd); }
-    int resource_create_blob(uint32_t c, uint32_t res, uint32_t mem, uint32_t flags, uint64_t size,
-                             uint64_t blob_id) override {
-        return inner_.resource_create_blob(c, res, mem, flags, size, blob_id);
-    }
-    int resource_map(uint32_t c, uint32_t res, HostMapping* out) override { return inner_.resource_map(c, res, out); }
-    void resource_unref(uint32_t c, uint32_t res) override { inner_.resource_unref(c, res); }
-    int resource_export_fd(uint32_t c, uint32_t res, int* fd) override { return inner_.resource_export_fd(c, res, fd); }
-    int resource_import_fd(uint32_t c, uint32_t res, int fd, uint64_t* size) override {
-        return inner_.resource_import_fd(c, res, fd, size);
-    }
-    int context_create_fence(uint32_t c, uint32_t ring, uint64_t id) override {
-        return inner_.context_create_fence(c, ring, id);
     }
 
 private:
@@ -67,7 +48,6 @@ private:
         }
         if (cb) cb(c, r, id);
     }
-    Host& inner_;
     std::mutex mu_;
     bool holding_ = false;
     std::vector<std::tuple<uint32_t, uint32_t, uint64_t>> held_;
