@@ -162,6 +162,9 @@ TEST_CASE("the in-process host dying mid-frame fails waits with EPIPE", "[fault]
     CHECK(pipe->wait(fence, kShortTimeoutNs) == -EPIPE);
     CHECK(dev.pipe_new(1, &e) == nullptr);
     CHECK(e == -EPIPE);
+    CHECK(dev.status() == -EIO); // that request was dropped with the stream: the context is lost
+    CHECK(dev.bo_new(4096, 0, "late", &e) == nullptr);
+    CHECK(e == -ENOMEM);
     buf.reset();
     cmd.reset();
     delete pipe;

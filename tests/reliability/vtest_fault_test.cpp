@@ -102,6 +102,7 @@ TEST_CASE("a vtest server killed mid-stream fails the client's wait with a pipe 
     CHECK(w == -EPIPE);
     CHECK(dev->pipe_new(1, &e) == nullptr);
     CHECK(e < 0);
+    CHECK(dev->status() == -EIO);
     buf.reset();
     cmd.reset();
     delete pipe;
