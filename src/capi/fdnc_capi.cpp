@@ -1,6 +1,9 @@
 // The public C API (include/fdnc/fdnc.h): a thin veneer over fd_bo. Opaque C types are the C++
 // objects themselves; errors are negative errnos, reasons for a failed open in fdnc_last_error().
+// libfdnc is built with hidden visibility: only what fdnc.h declares is exported.
+#pragma GCC visibility push(default)
 #include "fdnc/fdnc.h"
+#pragma GCC visibility pop
 
 #include <cerrno>
 #include <cstring>
