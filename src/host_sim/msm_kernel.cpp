@@ -812,7 +812,7 @@ int MsmKernel::gem_submit(FileId f, drm_msm_gem_submit& a, std::span<const drm_m
     }
     uint64_t now = now_locked();
     uint64_t start = std::max(now, ring_busy_until_);
-    s->due_us = start + cfg_.gpu_exec_us;
+    s->due_us = start + (cfg_.gpu_exec_us_fn ? cfg_.gpu_exec_us_fn() : cfg_.gpu_exec_us);
     ring_busy_until_ = s->due_us;
     // Fault check at queue time: each bo mapped at exactly the presumed iova.
     for (auto& bo : s->bos) {

@@ -78,6 +78,9 @@ struct KernelConfig {
     KernelEra era = KernelEra::Classic;
     ClockMode clock = ClockMode::Manual;
     uint64_t gpu_exec_us = 0;             // execution time of every submit
+    // When set, each submit's execution time instead (varying GPU load); called under the
+    // kernel lock, so a plain seeded generator inside is safe.
+    std::function<uint64_t()> gpu_exec_us_fn;
     uint64_t memory_limit = 1ull << 40;   // GEM_NEW beyond it -> -ENOMEM
     bool require_presumed = true;         // a bo entry with presumed == 0 counts as a fault
     // Called at each should_fail() point; return 0 to proceed or -errno to fail the ioctl there.

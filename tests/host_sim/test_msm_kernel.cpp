@@ -499,6 +499,28 @@ TEST_CASE("The manual GPU clock retires submits in order after their execution t
     CHECK(t.k.pending_submits() == 0);
 }
 
+TEST_CASE("A per-submit execution time function overrides the fixed one, submit by submit") {
+    KernelConfig cfg;
+    cfg.gpu_exec_us = 1000; // ignored once the function is set
+    std::vector<uint64_t> times = {30, 200};
+    size_t next = 0;
+    cfg.gpu_exec_us_fn = [&] { return times[next++ % times.size()]; };
+    KernelFixture t(cfg);
+    uint32_t h = t.bo(4096);
+    REQUIRE(t.set_iova(h, kVa) == 0);
+    uint32_t q = t.queue();
+    REQUIRE(t.submit(q, 1, {{h, kVa}}) == 0); // runs 0..30
+    REQUIRE(t.submit(q, 2, {{h, kVa}}) == 0); // queued behind it: 30..230
+    CHECK(next == 2);
+    t.k.advance(30);
+    CHECK(t.wait(q, 1) == 0);
+    CHECK(t.wait(q, 2) == -ETIMEDOUT);
+    t.k.advance(199);
+    CHECK(t.wait(q, 2) == -ETIMEDOUT);
+    t.k.advance(1);
+    CHECK(t.wait(q, 2) == 0);
+}
+
 TEST_CASE("The real-time GPU clock retires submits on its own thread and blocking waits return") {
     KernelConfig cfg;
     cfg.clock = ClockMode::RealTime;

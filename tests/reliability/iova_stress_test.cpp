@@ -47,9 +47,11 @@ TEST_CASE("random multi-threaded submits with frees in flight never make the GPU
     std::mt19937_64 top(seed);
     InprocConfig ic;
     ic.va_size = 64ull << 20;
-    ic.gpu_us = top() % 400; // one GPU speed per run, from the seed
-    std::printf("iova stress: seed %llu, %u threads, gpu_us %llu, %s\n", (unsigned long long)seed, threads,
-                (unsigned long long)ic.gpu_us,
+    // Every submit runs on the GPU for a random time: mostly short, sometimes long, up to a
+    // per-run maximum picked by the seed, so submits retire out of step with their frees.
+    const uint64_t max_gpu_us = 50 + top() % 950;
+    std::printf("iova stress: seed %llu, %u threads, gpu time 0-%llu us per submit, %s\n",
+                (unsigned long long)seed, threads, (unsigned long long)max_gpu_us,
                 seconds ? (std::to_string(seconds) + " s").c_str() : (std::to_string(iterations) + " iterations").c_str());
     std::fflush(stdout);
 
@@ -57,7 +59,13 @@ TEST_CASE("random multi-threaded submits with frees in flight never make the GPU
     opts.bo_cache = true;
     opts.suballoc = true;
     opts.sync_timeout_ns = 10'000'000'000;
-    InprocStack st(ic, opts);
+    const uint64_t gpu_seed = top();
+    InprocStack st(ic, opts, nullptr, [&](host::HostSimConfig& hc) {
+        hc.kernel.gpu_exec_us_fn = [rng = std::mt19937_64(gpu_seed), max_gpu_us]() mutable {
+            const uint64_t r = rng();
+            return (r % 8 == 0) ? r % (max_gpu_us + 1) : r % (max_gpu_us / 8 + 1);
+        };
+    });
     Device& dev = *st.dev;
     const uint32_t ctx = st.ctx();
     Failures f;
@@ -129,7 +137,7 @@ TEST_CASE("random multi-threaded submits with frees in flight never make the GPU
     }
     for (auto& th : pool) th.join();
 
-    INFO("seed " << seed << " gpu_us " << ic.gpu_us << " submits " << f.submits << " enomem " << f.bo_new_enomem);
+    INFO("seed " << seed << " max gpu us " << max_gpu_us << " submits " << f.submits << " enomem " << f.bo_new_enomem);
     CHECK(f.submits > 0);
     CHECK(f.bo_new_other == 0);
     CHECK(f.submit == 0);

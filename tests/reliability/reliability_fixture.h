@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,9 +26,13 @@ struct InprocStack {
     std::unique_ptr<Device> dev;
 
     // make_wrapper(model) may return nullptr (the transport then talks to the model directly).
+    // tune_host adjusts the model's config beyond what an InprocConfig says.
     template <class Wrap = std::nullptr_t>
-    InprocStack(InprocConfig ic, DeviceOptions opts, Wrap make_wrapper = nullptr) {
-        host = make_msm_host(ic);
+    InprocStack(InprocConfig ic, DeviceOptions opts, Wrap make_wrapper = nullptr,
+                const std::function<void(host::HostSimConfig&)>& tune_host = nullptr) {
+        host::HostSimConfig hc = host::host_sim_config(ic);
+        if (tune_host) tune_host(hc);
+        host = make_msm_host(hc);
         model = static_cast<host::MsmRenderer*>(host.get());
         if constexpr (!std::is_same_v<Wrap, std::nullptr_t>) wrapper = make_wrapper(*model);
         auto t = std::make_unique<InprocTransport>(wrapper ? *wrapper : *host, ic);
