@@ -14,6 +14,10 @@ if [[ $# -lt 1 || ( "$1" != "--smoke" && $# -lt 2 ) ]]; then
   echo "$usage" >&2
   exit 2
 fi
+case "$1" in
+  --smoke|host_ccmd|vtest_server|guest_replies|rd) ;;
+  *) echo "$usage" >&2; exit 2 ;;
+esac
 
 FDNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FUZZ_BUILD="${FDNC_FUZZ_BUILD:-$FDNC_ROOT/build-fuzz}"
@@ -34,10 +38,6 @@ if [[ "$1" == "--smoke" ]]; then
   exec meson test -C "$FUZZ_BUILD" --no-rebuild --print-errorlogs --suite fuzz-smoke "$@"
 fi
 target="$1" secs="$2"; shift 2
-case "$target" in
-  host_ccmd|vtest_server|guest_replies|rd) ;;
-  *) echo "$usage" >&2; exit 2 ;;
-esac
 ninja -C "$FUZZ_BUILD" -j2 "fuzz/fuzz_$target" fuzz/seeds
 
 corpus="$FUZZ_BUILD/fuzz/corpus/$target"
