@@ -33,7 +33,7 @@ if [[ "${1:-}" == "--tsan" ]]; then
   dir="$FDNC_ROOT/build-tsan"
   suites=(fd_bo proto transports reliability)
   [[ -f "$dir/build.ninja" ]] || meson setup "$dir" "$FDNC_ROOT" --wrap-mode=nodownload \
-    --buildtype=debug -Doptimization=1 -Db_sanitize=thread -Dbench=false
+    -Doptimization=1 -Ddebug=true -Db_sanitize=thread -Dbench=false
   mapfile -t targets < <(outputs_for_suites "$dir" "${suites[@]}")
   ninja -C "$dir" -j2 "${targets[@]}"
   export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}"
@@ -43,6 +43,6 @@ if [[ "${1:-}" == "--tsan" ]]; then
 fi
 dir="$FDNC_ROOT/build-san"
 [[ -f "$dir/build.ninja" ]] || meson setup "$dir" "$FDNC_ROOT" --wrap-mode=nodownload \
-  --buildtype=debug -Doptimization=1 -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
+  -Doptimization=1 -Ddebug=true -Db_sanitize=address,undefined -Db_lundef=false -Dbench=false
 ninja -C "$dir" -j2
 exec meson test -C "$dir" --no-rebuild --print-errorlogs "$@"
