@@ -1,9 +1,9 @@
 #include "msm_kernel.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
