@@ -20,19 +20,10 @@ using fdnc::fuzz::HostOp;
 
 constexpr uint64_t kMaxBlob = 16ull << 20; // keeps one input's memory bounded
 
-host::HostSimConfig config() {
-    host::HostSimConfig c;
-    c.kernel.clock = host::ClockMode::Manual; // deterministic: GPU time only moves on Advance
-    c.kernel.va_size = 256ull << 20;
-    c.kernel.memory_limit = 64ull << 20;
-    c.log_capacity = 16;
-    return c;
-}
-
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    host::MsmRenderer h(config());
+    host::MsmRenderer h(fuzz::fuzz_host_config());
     h.set_fence_callback([](uint32_t, uint32_t, uint64_t) {});
     if (h.context_create(fuzz::kCtxId, wire::VIRTGPU_CAPSET_DRM, 4) != 0) __builtin_trap();
     if (h.resource_create_blob(fuzz::kCtxId, fuzz::kShmemResId, wire::VIRTGPU_BLOB_MEM_HOST3D,

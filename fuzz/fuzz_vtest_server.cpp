@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <thread>
 
+#include "host_ops.h"
 #include "host_sim/msm_renderer.h"
 #include "virtio_proto/vtest_server.h"
 #include "virtio_proto/vtest_wire.h"
@@ -18,15 +19,6 @@ namespace {
 using namespace fdnc;
 
 constexpr size_t kMaxInput = 64 * 1024; // fits the socket buffer: the whole input is queued first
-
-host::HostSimConfig config() {
-    host::HostSimConfig c;
-    c.kernel.clock = host::ClockMode::Manual;
-    c.kernel.va_size = 256ull << 20;
-    c.kernel.memory_limit = 64ull << 20;
-    c.log_capacity = 16;
-    return c;
-}
 
 } // namespace
 
@@ -50,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     });
 
     {
-        host::MsmRenderer h(config());
+        host::MsmRenderer h(fuzz::fuzz_host_config());
         VtestLimits limits;
         limits.max_submit_dwords = 1u << 16;
         limits.max_blob_size = 64ull << 20;

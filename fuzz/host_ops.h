@@ -6,7 +6,20 @@
 
 #include <cstdint>
 
+#include "host_sim/msm_renderer.h"
+
 namespace fdnc::fuzz {
+
+// The host every host-side target fuzzes: deterministic (GPU time only moves on Advance), with
+// memory bounded so one input cannot exhaust the fuzzer.
+inline host::HostSimConfig fuzz_host_config() {
+    host::HostSimConfig c;
+    c.kernel.clock = host::ClockMode::Manual;
+    c.kernel.va_size = 256ull << 20;
+    c.kernel.memory_limit = 64ull << 20;
+    c.log_capacity = 16;
+    return c;
+}
 
 enum class HostOp : uint8_t {
     SubmitCmd = 0,   // bytes = a ccmd stream (§6.1)

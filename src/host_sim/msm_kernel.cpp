@@ -20,7 +20,6 @@ namespace {
 
 constexpr uint64_t kPageSize = 4096;
 constexpr int kEtooSmall = 525; // kernel-internal ETOOSMALL, returned by GET_NAME
-constexpr uint32_t kNrSchedPriorities = 3;
 constexpr uint64_t kGlobalVmStart = 16ull << 20; // §1.3 global VM: max(16 MiB, aperture start)
 constexpr uint64_t kGlobalVmSize = 0xfeffffffull;
 
