@@ -77,24 +77,16 @@ TEST_CASE("a SET_IOVA failing in the host kernel loses the device with a clear e
 TEST_CASE("an async_error raised mid-frame fails the next submit with EIO", "[fault]") {
     InprocStack st(fast_host(200), bounded_options());
     Device& dev = *st.dev;
-    int e = 0;
-    Pipe* pipe = dev.pipe_new(0, &e);
-    REQUIRE(pipe);
-    BoPtr cmd = make_bo(dev, 4096);
-    BoPtr tex = make_bo(dev, 256 << 10);
-    uint32_t fence = 0;
-    REQUIRE(submit(*pipe, *cmd, {tex.get()}, &fence) == 0); // first half of the frame in flight
+    FrameInFlight frame(dev, 256 << 10); // first half of the frame in flight
     st.model->raise_async_error(st.ctx());
     uint32_t fence2 = 0;
-    CHECK(submit(*pipe, *cmd, {tex.get()}, &fence2) == -EIO);
+    CHECK(submit(*frame.pipe, *frame.cmd, {frame.buf.get()}, &fence2) == -EIO);
     CHECK(dev.status() == -EIO);
     CHECK(dev.stats().async_errors >= 1);
     // The work already queued still retires (or reports the loss) within the bound.
-    const int w = pipe->wait(fence, kShortTimeoutNs);
+    const int w = frame.pipe->wait(frame.fence, kShortTimeoutNs);
     CHECK((w == 0 || w == -EIO));
-    tex.reset();
-    cmd.reset();
-    delete pipe;
+    frame.release();
     check_clean_teardown(dev);
 }
 
@@ -151,23 +143,16 @@ TEST_CASE("a response slot overwritten with garbage fails the call with EPROTO",
 TEST_CASE("the in-process host dying mid-frame fails waits with EPIPE", "[fault]") {
     InprocStack st(fast_host(50'000), bounded_options());
     Device& dev = *st.dev;
-    int e = 0;
-    Pipe* pipe = dev.pipe_new(0, &e);
-    REQUIRE(pipe);
-    BoPtr cmd = make_bo(dev, 4096);
-    BoPtr buf = make_bo(dev, 64 << 10);
-    uint32_t fence = 0;
-    REQUIRE(submit(*pipe, *cmd, {buf.get()}, &fence) == 0); // 50 ms of GPU work in flight
+    FrameInFlight frame(dev, 64 << 10); // 50 ms of GPU work in flight
     st.transport->simulate_host_death();
-    CHECK(pipe->wait(fence, kShortTimeoutNs) == -EPIPE);
+    CHECK(frame.pipe->wait(frame.fence, kShortTimeoutNs) == -EPIPE);
+    int e = 0;
     CHECK(dev.pipe_new(1, &e) == nullptr);
     CHECK(e == -EPIPE);
     CHECK(dev.status() == -EIO); // that request was dropped with the stream: the context is lost
     CHECK(dev.bo_new(4096, 0, "late", &e) == nullptr);
     CHECK(e == -ENOMEM);
-    buf.reset();
-    cmd.reset();
-    delete pipe;
+    frame.release();
     // A dead host runs nothing anymore; the guest may keep its ranges parked, but must not hang.
     dev.retire();
     dev.trim_cache();

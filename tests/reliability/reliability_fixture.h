@@ -91,4 +91,27 @@ inline int submit(Pipe& pipe, Bo& cmd, std::initializer_list<Bo*> extra, uint32_
     return s.flush(fence);
 }
 
+// A frame in flight, the starting point of the mid-frame fault cases: a pipe, a command bo and one
+// buffer, submitted once. release() drops them in the order a client would (bos, then the pipe).
+struct FrameInFlight {
+    std::unique_ptr<Pipe> pipe;
+    BoPtr cmd, buf;
+    uint32_t fence = 0;
+
+    FrameInFlight(Device& dev, uint64_t buf_size) {
+        int e = 0;
+        pipe.reset(dev.pipe_new(0, &e));
+        INFO("pipe_new err " << e);
+        REQUIRE(pipe);
+        cmd = make_bo(dev, 4096);
+        buf = make_bo(dev, buf_size);
+        REQUIRE(submit(*pipe, *cmd, {buf.get()}, &fence) == 0);
+    }
+    void release() {
+        buf.reset();
+        cmd.reset();
+        pipe.reset();
+    }
+};
+
 } // namespace fdnc::test

@@ -90,22 +90,15 @@ TEST_CASE("a vtest server killed mid-stream fails the client's wait with a pipe 
     HostsimProcess hs({"--gpu-us", "50000"});
     REQUIRE(hs.ok());
     auto dev = open_vtest(hs.socket_path());
-    int e = 0;
-    Pipe* pipe = dev->pipe_new(0, &e);
-    REQUIRE(pipe);
-    BoPtr cmd = make_bo(*dev, 4096);
-    BoPtr buf = make_bo(*dev, 64 << 10);
-    uint32_t fence = 0;
-    REQUIRE(submit(*pipe, *cmd, {buf.get()}, &fence) == 0); // 50 ms of GPU work in flight
+    FrameInFlight frame(*dev, 64 << 10); // 50 ms of GPU work in flight
     hs.kill_now();
-    const int w = pipe->wait(fence, kShortTimeoutNs);
+    const int w = frame.pipe->wait(frame.fence, kShortTimeoutNs);
+    int e = 0;
     CHECK(w == -EPIPE);
     CHECK(dev->pipe_new(1, &e) == nullptr);
     CHECK(e < 0);
     CHECK(dev->status() == -EIO);
-    buf.reset();
-    cmd.reset();
-    delete pipe;
+    frame.release();
     dev->retire();
     dev->trim_cache();
     CHECK(dev->stats().bos_live == 0);
