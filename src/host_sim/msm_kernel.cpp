@@ -112,6 +112,7 @@ struct MsmKernel::Object {
     };
     std::map<FileId, Vma> vmas;
     std::map<FileId, uint32_t> pins; // unretired submits per file (the classic vma "inuse")
+    std::set<FileId> release_when_idle; // VmBind: GEM_CLOSEd in these files while pinned
     uint32_t readers = 0, writers = 0; // unretired submits by usage (dma_resv READ / WRITE)
     int memfd = -1;
     void* map = nullptr;
@@ -430,7 +431,21 @@ int MsmKernel::gem_close(FileId f, uint32_t handle) {
     if (!obj)
         return -EINVAL; // drm_gem_handle_delete
     file->handles.erase(handle);
-    // §1.4 classic: the vma lives as long as the object (pins, exports, other handles).
+    // VM_BIND era (§12.3): the file's last handle takes the file's iova with it, once the object
+    // is idle in this file (see KernelEra::VmBind).
+    if (cfg_.era == KernelEra::VmBind && obj->vmas.count(f)) {
+        bool other_handle = false;
+        for (auto& [h, oid] : file->handles)
+            other_handle |= oid == obj->id;
+        if (!other_handle) {
+            auto pin = obj->pins.find(f);
+            if (pin != obj->pins.end() && pin->second > 0)
+                obj->release_when_idle.insert(f);
+            else
+                remove_vma_locked(f, *obj, "GEM_CLOSE (VM_BIND era)");
+        }
+    }
+    // §1.4 classic: the vma lives as long as the object (pins, exports, mappings, other handles).
     unref_locked(*obj);
     return 0;
 }
@@ -890,8 +905,11 @@ void MsmKernel::retire_one_locked(Submit& s) {
         else
             o.readers--;
         auto p = o.pins.find(s.file);
-        if (p != o.pins.end() && --p->second == 0)
+        if (p != o.pins.end() && --p->second == 0) {
             o.pins.erase(p);
+            if (o.release_when_idle.erase(s.file))
+                remove_vma_locked(s.file, o, "GEM_CLOSE (VM_BIND era), now idle");
+        }
     }
     s.queue->unretired.erase(s.fence);
     retired_seq_ = s.seq;
@@ -1127,6 +1145,41 @@ int MsmKernel::map_object(FileId f, uint32_t handle, void** ptr, uint64_t* size)
     *ptr = obj->map;
     *size = obj->size;
     return 0;
+}
+
+int MsmKernel::cpu_map(FileId f, uint64_t offset, uint64_t len, int* fd, uint64_t* object_id) {
+    std::lock_guard lk(mu_);
+    File* file = file_locked(f);
+    if (!file)
+        return -EBADF;
+    // GET_OFFSET hands out object id << 20 (the fake mmap offset space).
+    auto it = objects_.find(offset >> 20);
+    if ((offset & ((1ull << 20) - 1)) || it == objects_.end())
+        return -EINVAL;
+    Object& obj = *it->second;
+    if (len == 0 || len > obj.size)
+        return -EINVAL;
+    bool allowed = false;
+    for (auto& [h, oid] : file->handles)
+        allowed |= oid == obj.id;
+    if (!allowed)
+        return -EACCES; // drm_vma_node_is_allowed()
+    if (int e = ensure_backing_locked(obj))
+        return e;
+    int nfd = fcntl(obj.memfd, F_DUPFD_CLOEXEC, 0);
+    if (nfd < 0)
+        return -errno;
+    obj.refs++; // the mapping holds the object (and, before VM_BIND, its ranges: §12.3)
+    *fd = nfd;
+    *object_id = obj.id;
+    return 0;
+}
+
+void MsmKernel::cpu_unmap(uint64_t object_id) {
+    std::lock_guard lk(mu_);
+    auto it = objects_.find(object_id);
+    if (it != objects_.end())
+        unref_locked(*it->second);
 }
 
 int MsmKernel::object_size(FileId f, uint32_t handle, uint64_t* size) {

@@ -2,10 +2,12 @@
 // per-file address spaces with userspace-chosen iovas (PROTOCOL.md §1), GEM objects, submitqueues,
 // guest-chosen fence seqnos, a GPU clock that retires submits, and a fault detector.
 //
-// Every ioctl returns 0 or the kernel's -errno for the same input (§1.2 table, §2). Two kernel eras:
+// Every ioctl returns 0 or the kernel's -errno for the same input (§1.2 table, §2). Three kernel eras:
 // KernelEra::Classic tracks vma use, so SET_IOVA(0) on a range pinned by an unretired submit is -EBUSY
 // (§1.2 6a); KernelEra::NoVmaTracking clears it anyway (6b) and the GPU faults if a running submit
-// still uses it.
+// still uses it; KernelEra::VmBind is NoVmaTracking plus the 2025 VM_BIND rework's GEM_CLOSE rule
+// (§12.3): closing a file's last handle of an object also releases that file's iova, even while a
+// dma-buf export or a CPU mapping keeps the object alive.
 //
 // Faults (the project's iova-safety oracle): a submit's bo entries carry `presumed` = the iova the
 // guest believes. For the submit's whole window (queued..retired) each bo must be mapped, in the
@@ -39,6 +41,12 @@ namespace fdnc::host {
 enum class KernelEra {
     Classic,       // ~5.19..6.5: vma in-use tracking, SET_IOVA(0) while pinned -> -EBUSY (6a)
     NoVmaTracking, // ~6.6..6.16: SET_IOVA(0) always succeeds (6b)
+    // 2025 VM_BIND rework (msm uabi 1.13, without VM_BIND enabled by the file): as NoVmaTracking,
+    // and GEM_CLOSE of the file's last handle releases the file's iova of the object. The kernel
+    // first waits for the object to be idle (msm_gem_close: dma_resv_wait_timeout); the model
+    // returns at once and releases the range when the file's last unretired submit using the object
+    // retires, so the range is reserved exactly until then.
+    VmBind,
 };
 
 enum class ClockMode {
@@ -145,6 +153,13 @@ public:
     int prime_fd_to_handle(FileId f, int fd, uint32_t* handle);
     // Host CPU mapping of the object (GET_OFFSET + mmap); backing is created on first use only.
     int map_object(FileId f, uint32_t handle, void** ptr, uint64_t* size);
+    // A CPU mapping made through the drm fd (mmap at a GET_OFFSET offset): resolves the offset to an
+    // object this file has a handle of, gives a new fd of the object's backing memory (the caller
+    // maps it and closes the fd) and takes a reference on the object, as the kernel's vma does, until
+    // cpu_unmap(object_id). -EINVAL: no such offset, or [offset, offset + len) past the object;
+    // -EACCES: the object has no handle in this file.
+    int cpu_map(FileId f, uint64_t offset, uint64_t len, int* fd, uint64_t* object_id);
+    void cpu_unmap(uint64_t object_id);
     // Object size as lseek(dmabuf fd, 0, SEEK_END) reports it.
     int object_size(FileId f, uint32_t handle, uint64_t* size);
 

@@ -581,3 +581,57 @@ TEST_CASE("SET_NAME keeps printable bytes and refuses 32 bytes or more; GET_NAME
     a = {h, MSM_INFO_SET_NAME, 1, 32, 0};
     CHECK(t.k.gem_info(t.f, a, {reinterpret_cast<uint8_t*>(longname.data()), 32}) == -EINVAL);
 }
+
+TEST_CASE("VmBind era: GEM_CLOSE releases the range even while a dma-buf export or a CPU mapping keeps the object (12.3)") {
+    KernelFixture t(era(KernelEra::VmBind));
+    uint32_t a = t.bo(4096), m = t.bo(4096), b = t.bo(4096);
+    REQUIRE(t.set_iova(a, kVa) == 0);
+    REQUIRE(t.set_iova(m, kVa + 0x10000) == 0);
+    int fd = -1;
+    REQUIRE(t.k.prime_handle_to_fd(t.f, a, &fd) == 0);
+    drm_msm_gem_info off{m, MSM_INFO_GET_OFFSET, 0, 0, 0};
+    REQUIRE(t.k.gem_info(t.f, off) == 0);
+    int mfd = -1;
+    uint64_t mobj = 0;
+    REQUIRE(t.k.cpu_map(t.f, off.value, 4096, &mfd, &mobj) == 0);
+    close(mfd);
+    REQUIRE(t.k.gem_close(t.f, a) == 0);
+    REQUIRE(t.k.gem_close(t.f, m) == 0);
+    CHECK(t.k.live_objects() == 3); // export and mapping keep both objects
+    CHECK(t.set_iova(b, kVa) == 0);
+    REQUIRE(t.set_iova(b, 0) == 0);
+    CHECK(t.set_iova(b, kVa + 0x10000) == 0);
+    t.k.cpu_unmap(mobj);
+    close(fd);
+    CHECK(t.k.global_faults() == 0);
+}
+
+TEST_CASE("VmBind era: GEM_CLOSE of a pinned object releases its range when the submit retires, without a fault") {
+    KernelFixture t(era(KernelEra::VmBind));
+    uint32_t a = t.bo(4096), b = t.bo(4096);
+    REQUIRE(t.set_iova(a, kVa) == 0);
+    REQUIRE(t.submit(t.queue(), 1, {{a, kVa}}) == 0);
+    REQUIRE(t.k.gem_close(t.f, a) == 0);
+    CHECK(t.set_iova(b, kVa) == -ENOSPC);
+    t.k.retire_all();
+    CHECK(t.set_iova(b, kVa) == 0);
+    CHECK(t.k.global_faults() == 0);
+}
+
+TEST_CASE("Classic era: a CPU mapping keeps the range reserved after GEM_CLOSE until it is unmapped (12.3)") {
+    KernelFixture t(era(KernelEra::Classic));
+    uint32_t a = t.bo(4096), b = t.bo(4096);
+    REQUIRE(t.set_iova(a, kVa) == 0);
+    drm_msm_gem_info off{a, MSM_INFO_GET_OFFSET, 0, 0, 0};
+    REQUIRE(t.k.gem_info(t.f, off) == 0);
+    int mfd = -1;
+    uint64_t obj = 0;
+    CHECK(t.k.cpu_map(t.f, off.value + 4096, 4096, &mfd, &obj) == -EINVAL);
+    CHECK(t.k.cpu_map(t.f, off.value, 8192, &mfd, &obj) == -EINVAL);
+    REQUIRE(t.k.cpu_map(t.f, off.value, 4096, &mfd, &obj) == 0);
+    close(mfd);
+    REQUIRE(t.k.gem_close(t.f, a) == 0);
+    CHECK(t.set_iova(b, kVa) == -ENOSPC);
+    t.k.cpu_unmap(obj);
+    CHECK(t.set_iova(b, kVa) == 0);
+}
