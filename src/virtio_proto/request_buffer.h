@@ -46,8 +46,8 @@ public:
     // Q5: flush, then execbuf `req` alone on ring_idx with an out fence.
     int submit(std::span<uint8_t> req, uint32_t ring_idx, TransportFence* fence, int in_fence_fd = -1);
 
-    // Q6: enqueue with a response slot, flush with a ring-0 fence, wait for it, then for
-    // shmem.seqno to reach the request; copies the response into rsp. 0 or -errno
+    // Q6: enqueue with a response slot, flush with a ring-0 fence (where the transport answers
+    // one), wait for it, then for shmem.seqno to reach the request; copies the response into rsp. 0 or -errno
     // (-ETIMEDOUT, -EPIPE when the host is gone, -EPROTO when the slot is garbage).
     int send_sync(std::span<uint8_t> req, std::span<uint8_t> rsp, int64_t timeout_ns);
 
@@ -91,6 +91,7 @@ private:
     uint32_t shmem_size_;
     uint32_t rsp_mem_offset_;
     uint32_t rsp_area_size_ = 0;
+    bool ring0_fences_; // TransportInfo::ring0_fences: else sync waits watch the seqno alone
 
     mutable std::mutex lock_;
     std::vector<uint8_t> buf_;

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <ctime>
 #include <span>
 #include <string>
 
@@ -41,6 +42,10 @@ struct TransportInfo {
     std::string detail;            // device path, socket path, ...
     bool host_assigns_res_id;      // vtest: res_id known only after the server replies
     uint32_t host_page_size = 4096;
+    // The host answers a fence on ring 0 (the CPU timeline) once the batch ran. vtest: no — the
+    // real server never sends a ring-0 out-fence fd (PROTOCOL.md §12.3), so synchronous requests
+    // complete on the shared page's seqno alone (§8.5 V10), as Mesa's vpipe does.
+    bool ring0_fences = true;
 };
 
 class Transport {
@@ -82,6 +87,15 @@ public:
     // (the same handle again for a resource already known: dedup) and the resource size.
     virtual int export_blob_fd(uint32_t handle, int* fd) = 0;
     virtual int import_blob_fd(int fd, uint32_t* handle, uint64_t* size) = 0;
+
+    // Sleeps up to timeout_ns (>= 0) while the caller polls the shared page; returns early with
+    // -EPIPE once the host is known to be gone (vtest: the server hung up), else 0. Lets a seqno
+    // wait end at a dead host instead of at its own timeout.
+    virtual int wait_host_io(int64_t timeout_ns) {
+        const timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
+        if (timeout_ns > 0) ::nanosleep(&ts, nullptr);
+        return 0;
+    }
 
     // Tears the context down; afterwards every call fails with -EPIPE and waits never hang.
     // Idempotent; destructors call it too. (Added with InprocTransport; default: nothing to do.)

@@ -410,7 +410,9 @@ int VtestSession::cmd_submit2(uint32_t len, std::string* why) {
                 return r;
             }
         }
-        if (!out_fence) continue;
+        // §12.3: the real server never answers a ring-0 out-fence (the renderer retires it at once
+        // and has no fd to pass); a client that reads one would block, so neither do we.
+        if (!out_fence || ring == 0) continue;
         const int efd = ::eventfd(0, EFD_CLOEXEC);
         if (efd < 0) {
             *why = at + "eventfd: " + err_text(-errno);
@@ -478,7 +480,8 @@ std::unique_ptr<VtestServer> VtestServer::listen(Host& host, VtestServerConfig c
         return fail("bind " + s->cfg_.socket_path + ": " + err_text(-errno));
     if (::listen(s->listen_fd_, 64) != 0) return fail("listen: " + err_text(-errno));
     s->stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->stop_fd_ < 0) return fail("eventfd: " + err_text(-errno));
+    s->left_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->stop_fd_ < 0 || s->left_fd_ < 0) return fail("eventfd: " + err_text(-errno));
     VtestServer* self = s.get();
     host.set_fence_callback([self](uint32_t ctx, uint32_t ring, uint64_t id) {
         std::lock_guard g(self->mu_);
@@ -498,6 +501,7 @@ VtestServer::~VtestServer() {
         ::unlink(cfg_.socket_path.c_str());
     }
     if (stop_fd_ >= 0) ::close(stop_fd_);
+    if (left_fd_ >= 0) ::close(left_fd_);
 }
 
 void VtestServer::stop() {
@@ -535,8 +539,15 @@ void VtestServer::reap(bool all) {
 void VtestServer::run() {
     log("listening on " + cfg_.socket_path);
     while (!stopping_.load()) {
-        pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-        const int n = ::poll(p, 2, 500);
+        // Like virgl_test_server --no-fork (§12.3): a client beyond max_clients is not accepted;
+        // it waits in the listen backlog until one leaves (left_fd_ wakes us then).
+        const bool full = active_clients() >= cfg_.max_clients;
+        pollfd p[3] = {{full ? -1 : listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}, {left_fd_, POLLIN, 0}};
+        const int n = ::poll(p, 3, 500);
+        if (p[2].revents & POLLIN) {
+            uint64_t v;
+            [[maybe_unused]] ssize_t r = ::read(left_fd_, &v, sizeof v);
+        }
         reap(false);
         if (n < 0 && errno != EINTR) {
             log("poll failed: " + err_text(-errno));
@@ -550,11 +561,6 @@ void VtestServer::run() {
                 log("accept: " + err_text(-errno) + " (backing off)");
                 std::this_thread::sleep_for(std::chrono::milliseconds(100)); // not a busy loop
             }
-            continue;
-        }
-        if (active_clients() >= cfg_.max_clients) {
-            log("refusing a client: " + std::to_string(cfg_.max_clients) + " already connected");
-            ::close(sock);
             continue;
         }
         auto c = std::make_unique<Client>();
@@ -584,6 +590,8 @@ void VtestServer::run() {
             log("client " + std::to_string(cp->ctx_id) + (clean ? " left: " : " dropped: ") + why);
             ::shutdown(cp->sock, SHUT_RDWR);
             cp->done = true;
+            const uint64_t one = 1;
+            [[maybe_unused]] ssize_t w = ::write(left_fd_, &one, sizeof one);
         });
     }
     stopping_ = true;

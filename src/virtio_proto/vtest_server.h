@@ -93,7 +93,9 @@ private:
 struct VtestServerConfig {
     std::string socket_path;
     VtestLimits limits;
-    uint32_t max_clients = 64;
+    // Connections served at once; more wait in the listen backlog. 1 = virgl_test_server
+    // --no-fork's behaviour (§12.3); its --multi-clients corresponds to a larger value.
+    uint32_t max_clients = 1;
     VtestLog log; // one line per event (connect, disconnect with reason); may be empty
 };
 
@@ -127,6 +129,7 @@ private:
     VtestServerConfig cfg_;
     int listen_fd_ = -1;
     int stop_fd_ = -1;
+    int left_fd_ = -1; // a client thread finished: reap it, maybe accept the next one
     std::atomic<bool> stopping_{false};
     mutable std::mutex mu_;
     std::vector<std::unique_ptr<Client>> clients_;

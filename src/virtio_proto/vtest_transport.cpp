@@ -1,6 +1,7 @@
 #include "vtest_transport.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -9,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -66,8 +68,17 @@ struct VtestTransport::Impl {
     FenceFdTimelines timelines;
     int held_fds = 0;
     uint64_t kicks = 0;
+    // Replies are read in stream order by whoever needs one. A fence waiter whose reply has not
+    // arrived polls the socket without the lock (the reader); a path that reads replies under
+    // the lock meanwhile may consume the very reply the reader waits for, so it kicks the
+    // reader's eventfd, and every read wakes the other waiters on replies_cv. (Without this a
+    // waiter slept until its timeout with its fence fd already attached: issue 13.)
+    bool reader_active = false;
+    int reader_kick = -1;
+    std::condition_variable replies_cv;
 
     ~Impl() {
+        if (reader_kick >= 0) ::close(reader_kick);
         for (Entry& e : entries) {
             if (e.fd >= 0) ::close(e.fd);
             if (e.map) ::munmap(e.map, e.map_size);
@@ -82,6 +93,7 @@ struct VtestTransport::Impl {
             why = what + ": " + errno_text(err);
             if (err == -EPIPE) why = what + ": vtest server closed the connection";
             if (sock >= 0) ::shutdown(sock, SHUT_RDWR); // wakes fence waiters watching the socket
+            replies_cv.notify_all();
         }
         return err == -ETIMEDOUT ? -ETIMEDOUT : -EPIPE;
     }
@@ -134,8 +146,23 @@ struct VtestTransport::Impl {
         return 0;
     }
 
+    // Called under the lock after every reply read (see reader_active).
+    void replies_progressed() {
+        replies_cv.notify_all();
+        if (reader_active) {
+            const uint64_t one = 1;
+            [[maybe_unused]] ssize_t w = ::write(reader_kick, &one, sizeof one);
+        }
+    }
+
     // Reads the oldest pipelined reply (stream order = request order).
     int read_one_reply() {
+        const int r = read_one_reply_raw();
+        if (r == 0) replies_progressed();
+        return r;
+    }
+
+    int read_one_reply_raw() {
         const Reply rep = replies.front();
         replies.pop_front();
         int fd = -1;
@@ -342,6 +369,11 @@ std::unique_ptr<VtestTransport> VtestTransport::connect(const VtestOptions& opts
     impl->opts = opts;
     if (impl->opts.socket_path.empty()) impl->opts.socket_path = vtest::default_socket_path();
     if (impl->opts.io_timeout_ms <= 0) impl->opts.io_timeout_ms = 5000;
+    impl->reader_kick = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (impl->reader_kick < 0) {
+        if (error) *error = "eventfd: " + errno_text(-errno);
+        return nullptr;
+    }
     const int r = impl->connect_and_negotiate(probe);
     if (r < 0) {
         if (error) *error = impl->why;
@@ -361,6 +393,7 @@ TransportInfo VtestTransport::info() const {
     ti.detail = impl_->opts.socket_path;
     ti.host_assigns_res_id = true;
     ti.host_page_size = kPageSize;
+    ti.ring0_fences = false; // §12.3: the real server never answers a ring-0 out-fence
     return ti;
 }
 
@@ -470,6 +503,9 @@ int VtestTransport::execbuf(const ExecbufArgs& args, TransportFence* out_fence) 
     if (out_fence) *out_fence = {};
     if (m.dead) return -EPIPE;
     if (!m.ctx_inited || args.ring_idx >= m.num_rings || args.cmd.size() % 4 != 0) return -EINVAL;
+    // §12.3: a ring-0 out-fence is never answered by the real server; reading for it would
+    // block the stream, so it is refused before anything is sent (info().ring0_fences).
+    if (args.fence_out && args.ring_idx == 0) return -EINVAL;
     uint32_t flags = vtest::VCMD_SUBMIT_CMD2_FLAG_RING_IDX;
     if (args.in_fence_fd >= 0) flags |= vtest::VCMD_SUBMIT_CMD2_FLAG_IN_FENCE_FD;
     if (args.fence_out) {
@@ -507,20 +543,36 @@ int VtestTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
         // caller's deadline and is not fatal: fdnc-hostsim answers an out-fence only once the
         // batch's in-fence signaled. The lock is dropped meanwhile.
         if (m.replies.empty()) return m.fail(-EPROTO, "fence reply missing");
-        pollfd pf{sock, POLLIN, 0};
-        if (::poll(&pf, 1, 0) != 1) {
-            g.unlock();
-            int ms = -1;
-            if (deadline != Clock::time_point::max()) {
-                const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-                if (left <= 0) return -ETIMEDOUT;
-                ms = static_cast<int>(std::min<int64_t>(left, 1 << 30));
-            }
-            const int n = ::poll(&pf, 1, ms);
-            if (n == 0) return -ETIMEDOUT;
-            continue; // re-check under the lock: another thread may have read it
+        if (m.reader_active) { // another waiter watches the socket and wakes us after each reply
+            if (deadline == Clock::time_point::max())
+                m.replies_cv.wait(g);
+            else if (m.replies_cv.wait_until(g, deadline) == std::cv_status::timeout)
+                return -ETIMEDOUT;
+            continue;
         }
-        if (int r = m.read_one_reply(); r < 0) return r;
+        pollfd ready{sock, POLLIN, 0};
+        if (::poll(&ready, 1, 0) == 1) {
+            if (int r = m.read_one_reply(); r < 0) return r;
+            continue;
+        }
+        int ms = -1;
+        if (deadline != Clock::time_point::max()) {
+            const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+            if (left <= 0) return -ETIMEDOUT;
+            ms = static_cast<int>(std::min<int64_t>(left, 1 << 30));
+        }
+        m.reader_active = true;
+        uint64_t drained;
+        while (::read(m.reader_kick, &drained, sizeof drained) > 0) {
+        }
+        g.unlock();
+        if (m.opts.before_reply_poll) m.opts.before_reply_poll();
+        pollfd pf[2] = {{sock, POLLIN, 0}, {m.reader_kick, POLLIN, 0}};
+        const int n = ::poll(pf, 2, ms);
+        g.lock();
+        m.reader_active = false;
+        m.replies_cv.notify_all(); // a waiter on the cv may take the reader role now
+        if (n == 0) return -ETIMEDOUT;
     }
     bool kicked = m.opts.stall_kick_ms <= 0;
     for (;;) {
@@ -564,6 +616,26 @@ int VtestTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
             ++m.kicks;
         }
     }
+}
+
+int VtestTransport::wait_host_io(int64_t timeout_ns) {
+    Impl& m = *impl_;
+    int sock;
+    {
+        std::lock_guard g(m.mu);
+        if (m.dead) return -EPIPE;
+        sock = m.sock;
+    }
+    // POLLRDHUP alone: unread replies (POLLIN) must not end the sleep, a server hang-up must.
+    pollfd pf{sock, POLLRDHUP, 0};
+    const timespec ts{static_cast<time_t>(std::max<int64_t>(timeout_ns, 0) / 1'000'000'000),
+                      static_cast<long>(std::max<int64_t>(timeout_ns, 0) % 1'000'000'000)};
+    const int n = ::ppoll(&pf, 1, &ts, nullptr);
+    if (n == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+        std::lock_guard g(m.mu);
+        return m.fail(-EPIPE, "waiting for the host");
+    }
+    return 0;
 }
 
 int VtestTransport::map_blob(uint32_t handle, uint64_t size, void** ptr) {

@@ -4,11 +4,13 @@
 // "Never waits on the host" (DESIGN.md): the server assigns res_ids and answers a blob create with
 // {res_id} + fd, and an out-fence with an fd. Both are pipelined: the request is written and the
 // call returns; replies are read in stream order only when a res_id, a mapping or a fence is
-// first needed. Every read and write has a deadline (io_timeout_ms); a closed or stalled server
+// first needed. Ring 0 carries no fences (the real server never answers them, §12.3): a
+// synchronous request completes on the shared page's seqno (§8.5 V10). Every read and write has a deadline (io_timeout_ms); a closed or stalled server
 // turns the transport dead and every later call returns -EPIPE (last_error() says why).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +25,9 @@ struct VtestOptions {
     // §12.3: a real server may signal a ring's last fence only with the next one; after this long
     // without a signal a wait sends an empty fenced batch on that ring (0 = never).
     int stall_kick_ms = 50;
+    // Test seam: runs on a fence waiter's thread after it dropped the lock and before it polls
+    // the socket for its reply (the window in which another thread may read that reply).
+    std::function<void()> before_reply_poll;
 };
 
 struct VtestProbe {
@@ -49,6 +54,8 @@ public:
     int resource_id(uint32_t handle, uint32_t* res_id, bool* waited = nullptr) override;
     int execbuf(const ExecbufArgs& args, TransportFence* out_fence) override;
     int wait_fence(TransportFence fence, int64_t timeout_ns) override;
+    // Sleeps on the socket: -EPIPE as soon as the server hangs up (seqno waits, §12.3).
+    int wait_host_io(int64_t timeout_ns) override;
     int map_blob(uint32_t handle, uint64_t size, void** ptr) override;
     void unmap_blob(uint32_t handle, void* ptr, uint64_t size) override;
     int close_blob(uint32_t handle) override;

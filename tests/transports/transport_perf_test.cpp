@@ -62,7 +62,7 @@ void measure(const char* name, Transport& t) {
     for (int i = 0; i < kTrips; ++i) {
         t0 = Clock::now();
         TransportFence f;
-        REQUIRE(t.execbuf({nop, 0, true, -1}, &f) == 0);
+        REQUIRE(t.execbuf({nop, 1, true, -1}, &f) == 0);
         REQUIRE(t.wait_fence(f, 5'000'000'000) == 0);
         trips.push_back(us_since(t0));
     }

@@ -146,11 +146,11 @@ TEST_CASE("vtest execbuf runs ccmds and its fence signals after them", "[vtest]"
     const auto nop = test::nop_with_seqno(7);
     ExecbufArgs a;
     a.cmd = nop;
-    a.ring_idx = 0;
+    a.ring_idx = 1;
     a.fence_out = true;
     TransportFence f;
     REQUIRE(c.t->execbuf(a, &f) == 0);
-    CHECK(f.ring_idx == 0);
+    CHECK(f.ring_idx == 1);
     CHECK(f.point == 1);
     REQUIRE(c.t->wait_fence(f, 5'000'000'000) == 0);
     CHECK(test::shmem_seqno(c.shmem_ptr) == 7);
@@ -159,6 +159,83 @@ TEST_CASE("vtest execbuf runs ccmds and its fence signals after them", "[vtest]"
     REQUIRE(c.t->execbuf(a, &f2) == 0);
     CHECK(f2.point == 2);
     CHECK(c.t->wait_fence(f2, -1) == 0);
+}
+
+TEST_CASE("vtest refuses a ring-0 out-fence, which the real server never answers", "[vtest]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    Ctx c = open_ctx(hs);
+    CHECK_FALSE(c.t->info().ring0_fences);
+    const auto nop = test::nop_with_seqno(4);
+    TransportFence f;
+    CHECK(c.t->execbuf({nop, 0, true, -1}, &f) == -EINVAL);
+    CHECK_FALSE(f);
+    // Nothing was sent and the stream is intact: the unfenced batch runs.
+    REQUIRE(c.t->execbuf({nop, 0, false, -1}, nullptr) == 0);
+    for (int i = 0; i < 5000 && test::shmem_seqno(c.shmem_ptr) != 4; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    CHECK(test::shmem_seqno(c.shmem_ptr) == 4);
+    CHECK(c.t->last_error().empty());
+}
+
+TEST_CASE("fdnc-hostsim sends no fd for a ring-0 out-fence, like virgl_test_server", "[vtest][server]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    const int s = raw_connect(hs.socket_path());
+    const char name[] = "raw";
+    const uint32_t hdr[2] = {sizeof name, vtest::VCMD_CREATE_RENDERER};
+    REQUIRE(::write(s, hdr, sizeof hdr) == sizeof hdr);
+    REQUIRE(::write(s, name, sizeof name) == sizeof name);
+    const uint32_t ver[3] = {1, vtest::VCMD_PROTOCOL_VERSION, vtest::kProtocolVersion};
+    REQUIRE(::write(s, ver, sizeof ver) == sizeof ver);
+    uint32_t ver_rep[3] = {};
+    REQUIRE(::recv(s, ver_rep, sizeof ver_rep, MSG_WAITALL) == sizeof ver_rep);
+    const uint32_t init[3] = {1, vtest::VCMD_CONTEXT_INIT, wire::VIRTGPU_CAPSET_DRM};
+    REQUIRE(::write(s, init, sizeof init) == sizeof init);
+    // SUBMIT_CMD2, one empty batch on ring 0 with RING_IDX | OUT_FENCE_FD (§8.4).
+    uint32_t msg[2 + 1 + vtest::kBatchDwords] = {1 + vtest::kBatchDwords, vtest::VCMD_SUBMIT_CMD2, 1};
+    uint32_t* b = msg + 3;
+    b[vtest::kBatchFlags] = vtest::VCMD_SUBMIT_CMD2_FLAG_RING_IDX | vtest::VCMD_SUBMIT_CMD2_FLAG_OUT_FENCE_FD;
+    b[vtest::kBatchCmdOffset] = 1 + vtest::kBatchDwords;
+    b[vtest::kBatchSyncOffset] = 1 + vtest::kBatchDwords;
+    b[vtest::kBatchRingIdx] = 0;
+    REQUIRE(::write(s, msg, sizeof msg) == sizeof msg);
+    // A PING after it is answered, and nothing (no fd byte) comes before its reply.
+    const uint32_t ping[2] = {0, vtest::VCMD_PING_PROTOCOL_VERSION};
+    REQUIRE(::write(s, ping, sizeof ping) == sizeof ping);
+    uint32_t rep[2] = {};
+    const ssize_t got = ::recv(s, rep, sizeof rep, MSG_WAITALL);
+    INFO(hs.log());
+    REQUIRE(got == sizeof rep);
+    CHECK(rep[0] == 0);
+    CHECK(rep[1] == vtest::VCMD_PING_PROTOCOL_VERSION);
+    ::close(s);
+}
+
+TEST_CASE("fdnc-hostsim serves one connection at a time unless --multi-clients", "[vtest][server]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    Ctx first = open_ctx(hs);
+    // The second connection is accepted by the kernel (backlog) but not served: it times out.
+    VtestOptions o;
+    o.socket_path = hs.socket_path();
+    o.io_timeout_ms = 300;
+    std::string err;
+    CHECK_FALSE(VtestTransport::connect(o, &err));
+    CHECK_THAT(err, Catch::Contains("timed out"));
+    // Once the first leaves, the next client is served.
+    first.t.reset();
+    o.io_timeout_ms = 5000;
+    auto next = VtestTransport::connect(o, &err);
+    INFO(err);
+    CHECK(next);
+
+    HostsimProcess multi({"--multi-clients"});
+    REQUIRE(multi.ok());
+    Ctx a = open_ctx(multi);
+    Ctx b2 = open_ctx(multi);
+    CHECK(a.t->last_error().empty());
+    CHECK(b2.t->last_error().empty());
 }
 
 TEST_CASE("vtest tunnelled GEM_NEW creates a mappable host buffer", "[vtest]") {
@@ -237,7 +314,7 @@ TEST_CASE("vtest close of a blob whose reply is pending does not wait", "[vtest]
     // The unref goes out once the reply is read; the context stays healthy.
     const auto nop = test::nop_with_seqno(3);
     TransportFence f;
-    REQUIRE(c.t->execbuf({nop, 0, true, -1}, &f) == 0);
+    REQUIRE(c.t->execbuf({nop, 1, true, -1}, &f) == 0);
     CHECK(c.t->wait_fence(f, 5'000'000'000) == 0);
     CHECK(c.t->pending_replies() == 0);
     CHECK(c.t->last_error().empty());
@@ -251,13 +328,56 @@ TEST_CASE("vtest wait_fence times out while the batch's in-fence is unsignaled",
     REQUIRE(in >= 0);
     const auto nop = test::nop_with_seqno(9);
     TransportFence f;
-    REQUIRE(c.t->execbuf({nop, 0, true, in}, &f) == 0);
+    REQUIRE(c.t->execbuf({nop, 1, true, in}, &f) == 0);
     CHECK(c.t->wait_fence(f, 20'000'000) == -ETIMEDOUT);
     CHECK(c.t->wait_fence(f, 0) == -ETIMEDOUT);
     const uint64_t one = 1;
     REQUIRE(::write(in, &one, sizeof one) == sizeof one);
     CHECK(c.t->wait_fence(f, 10'000'000'000) == 0);
     CHECK(test::shmem_seqno(c.shmem_ptr) == 9);
+    ::close(in);
+}
+
+// Issue 13: a fence waiter dropped the lock to poll the socket for its reply; another thread
+// read that reply under the lock meanwhile (resource_id drains the stream in order), so the
+// waiter slept in poll until its own timeout with its fence already known. The seam runs the
+// other thread's read exactly in that window.
+TEST_CASE("vtest a fence waiter wakes when another thread reads its reply", "[vtest]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    VtestOptions o;
+    o.socket_path = hs.socket_path();
+    VtestTransport* tp = nullptr;
+    uint32_t blob = 0;
+    int in = -1;
+    bool drained = false;
+    int drain_ret = -1;
+    o.before_reply_poll = [&] {
+        if (drained) return;
+        drained = true;
+        const uint64_t one = 1;
+        REQUIRE(::write(in, &one, sizeof one) == sizeof one); // the host may now answer the fence
+        uint32_t res = 0;
+        drain_ret = tp->resource_id(blob, &res); // reads the fence reply, then the blob's
+    };
+    std::string err;
+    auto t = VtestTransport::connect(o, &err);
+    REQUIRE(t);
+    tp = t.get();
+    REQUIRE(t->context_init(wire::VIRTGPU_CAPSET_DRM, 4) == 0);
+    in = ::eventfd(0, EFD_CLOEXEC);
+    REQUIRE(in >= 0);
+    const auto nop = test::nop_with_seqno(5);
+    TransportFence f;
+    REQUIRE(t->execbuf({nop, 1, true, in}, &f) == 0); // answered once `in` signals
+    REQUIRE(t->create_blob(test::shmem_args(), &blob) == 0);
+    const auto start = std::chrono::steady_clock::now();
+    const int r = t->wait_fence(f, 3'000'000'000); // the bug: -ETIMEDOUT after 3 s
+    const auto waited = std::chrono::steady_clock::now() - start;
+    INFO("waited " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms");
+    CHECK(r == 0);
+    CHECK(drained);
+    CHECK(drain_ret == 0);
     ::close(in);
 }
 
@@ -268,7 +388,7 @@ TEST_CASE("vtest calls fail with -EPIPE once the server is killed mid-stream", "
     const int in = ::eventfd(0, EFD_CLOEXEC);
     const auto nop = test::nop_with_seqno(2);
     TransportFence f;
-    REQUIRE(c.t->execbuf({nop, 0, true, in}, &f) == 0);
+    REQUIRE(c.t->execbuf({nop, 1, true, in}, &f) == 0);
     uint32_t h = 0;
     REQUIRE(c.t->create_blob(test::shmem_args(), &h) == 0); // a second shmem: never answered
     std::thread killer([&] {
@@ -306,7 +426,7 @@ TEST_CASE("vtest a stalled server gives -ETIMEDOUT instead of a hang", "[vtest][
 }
 
 TEST_CASE("vtest a malformed client is dropped while another carries on", "[vtest][server]") {
-    HostsimProcess hs;
+    HostsimProcess hs({"--multi-clients"});
     REQUIRE(hs.ok());
     Ctx good = open_ctx(hs);
     const int bad = raw_connect(hs.socket_path());
@@ -322,14 +442,14 @@ TEST_CASE("vtest a malformed client is dropped while another carries on", "[vtes
     // The good client still works.
     const auto nop = test::nop_with_seqno(11);
     TransportFence f;
-    REQUIRE(good.t->execbuf({nop, 0, true, -1}, &f) == 0);
+    REQUIRE(good.t->execbuf({nop, 1, true, -1}, &f) == 0);
     CHECK(good.t->wait_fence(f, 5'000'000'000) == 0);
     CHECK(test::shmem_seqno(good.shmem_ptr) == 11);
     CHECK(hs.log().find("out of range") != std::string::npos);
 }
 
 TEST_CASE("vtest clients have separate contexts and address spaces", "[vtest][server]") {
-    HostsimProcess hs;
+    HostsimProcess hs({"--multi-clients"});
     REQUIRE(hs.ok());
     std::vector<std::thread> threads;
     std::mutex mu;
@@ -361,7 +481,7 @@ TEST_CASE("vtest clients have separate contexts and address spaces", "[vtest][se
                 return fail("blob " + std::to_string(r) + " " + t->last_error());
             const auto nop = test::nop_with_seqno(100 + i);
             TransportFence f;
-            if (int r = t->execbuf({nop, 0, true, -1}, &f) ?: t->wait_fence(f, 30'000'000'000))
+            if (int r = t->execbuf({nop, 1, true, -1}, &f) ?: t->wait_fence(f, 30'000'000'000))
                 return fail("fence " + std::to_string(r) + " " + t->last_error());
             const auto* s = static_cast<const wire::msm_shmem*>(p);
             if (s->async_error != 0) return fail("async_error " + std::to_string(s->async_error));

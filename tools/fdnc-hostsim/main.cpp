@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
     CLI::App app{"fdnc-hostsim: a vtest server over the host_sim msm model (one context per client)"};
     std::string socket_path = fdnc::vtest::default_socket_path();
     uint64_t va_start = 0, va_size = 0, chip_id = 0, memory_limit = 0;
-    uint32_t gpu_id = 0, rtt_us = 0, gpu_us = 0, max_clients = 64, priorities = 0;
+    uint32_t gpu_id = 0, rtt_us = 0, gpu_us = 0, max_clients = 0, priorities = 0;
     std::string era = "classic";
     std::vector<std::string> fails;
     bool verbose = false;
@@ -76,11 +76,14 @@ int main(int argc, char** argv) {
     app.add_option("--rtt-us", rtt_us, "injected host latency before each command (us)");
     app.add_option("--gpu-us", gpu_us, "GPU execution time of every submit (us)");
     app.add_option("--memory-limit", memory_limit, "GEM memory beyond this fails with ENOMEM (bytes; 0: 1 TiB)");
-    app.add_option("--era", era, "host kernel era: classic (vma use tracking) or novma")
+    app.add_option("--era", era, "host kernel era: classic (vma use tracking), novma (6.6+) or vmbind (iova released on GEM_CLOSE)")
         ->check(CLI::IsMember({"classic", "novma"}));
     app.add_option("--fail", fails, "inject a kernel failure OP:NTH:ERRNO, OP in gem_new,set_iova,get_iova,submit "
                                     "(e.g. gem_new:3:ENOSPC); repeatable");
-    app.add_option("--max-clients", max_clients, "connections served at once");
+    bool multi_clients = false;
+    app.add_flag("--multi-clients", multi_clients,
+                 "serve up to 64 connections at once (default: one at a time, like virgl_test_server --no-fork)");
+    app.add_option("--max-clients", max_clients, "connections served at once (overrides --multi-clients)");
     app.add_flag("-v,--verbose", verbose, "log every host refusal too");
     CLI11_PARSE(app, argc, argv);
 
@@ -112,7 +115,7 @@ int main(int argc, char** argv) {
 
     fdnc::VtestServerConfig scfg;
     scfg.socket_path = socket_path;
-    scfg.max_clients = max_clients;
+    scfg.max_clients = max_clients ? max_clients : multi_clients ? 64 : 1;
     scfg.limits.command_delay_us = rtt_us;
     scfg.log = log_line;
     std::string error;
