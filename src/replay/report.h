@@ -15,6 +15,7 @@ struct RunInfo {
     std::string source;     // "synthetic" or the .rd path
     std::string transport;  // the URI the devices were opened with
     std::string placement;  // "heap" / "original"
+    std::string placement_reason; // why a capture runs at heap placement though it asked for original
     uint64_t seed = 0;
     uint32_t frames = 0;
     uint32_t threads = 0;

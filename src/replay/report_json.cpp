@@ -56,6 +56,7 @@ std::string summary_json(const RunInfo& info, const std::vector<ModeResult>& mod
         {"placement", info.placement}, {"seed", info.seed},     {"frames", info.frames},
         {"threads", info.threads},   {"bo_cache", info.bo_cache}, {"suballoc", info.suballoc},
     };
+    if (!info.placement_reason.empty()) j["placement_reason"] = info.placement_reason;
     j["modes"] = json::object();
     for (const ModeResult& m : modes) j["modes"][m.mode] = mode_json(m);
     if (modes.size() == 2) {

@@ -40,7 +40,9 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
     out += "fdnc-replay  workload " + info.workload + "  (" + info.source + ")\n";
     out += "transport    " + info.transport + "\n";
     out += "placement    " + info.placement + "   seed " + std::to_string(info.seed) + "   bo cache " +
-           (info.bo_cache ? "on" : "off") + "   suballoc " + (info.suballoc ? "on" : "off") + "\n\n";
+           (info.bo_cache ? "on" : "off") + "   suballoc " + (info.suballoc ? "on" : "off") + "\n";
+    if (!info.placement_reason.empty()) out += "             (heap placement: " + info.placement_reason + ")\n";
+    out += "\n";
     const bool both = modes.size() == 2;
     struct Row {
         std::string name;

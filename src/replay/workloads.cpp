@@ -1,3 +1,4 @@
+#include <cstdio>
 #include "replay/workloads.h"
 
 #include <algorithm>
@@ -257,6 +258,17 @@ std::optional<Workload> make_workload(std::string_view name, const WorkloadParam
         *error += ")";
     }
     return std::nullopt;
+}
+
+std::string original_placement_misfit(const Workload& w, uint64_t va_start, uint64_t va_size) {
+    if (!w.original_addresses || w.va_end <= w.va_min) return {};
+    const uint64_t va_end = va_start + va_size;
+    if (va_size != 0 && w.va_min >= va_start && w.va_end <= va_end) return {};
+    char b[160];
+    std::snprintf(b, sizeof b, "the capture's addresses [0x%llx, 0x%llx) lie outside the host's VA range [0x%llx, 0x%llx)",
+                  static_cast<unsigned long long>(w.va_min), static_cast<unsigned long long>(w.va_end),
+                  static_cast<unsigned long long>(va_start), static_cast<unsigned long long>(va_end));
+    return b;
 }
 
 Workload from_capture(const rd::Capture& c, std::string name, IovaPlacement placement) {

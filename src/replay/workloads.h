@@ -84,6 +84,12 @@ enum class IovaPlacement {
 // submit, free the lifetimes that end there, frame boundary (a capture frame = one submit).
 Workload from_capture(const rd::Capture& c, std::string name, IovaPlacement placement);
 
+// Whether a capture replayed at its original addresses fits a host's VA range [va_start,
+// va_start + va_size): empty when it does (or has no addresses), else a one-line reason naming
+// both ranges. A real host offers one fixed range (e.g. [0x100000000, 0x200000000)); 32-bit
+// captures lie below it, so such a replay must use heap placement.
+std::string original_placement_misfit(const Workload& w, uint64_t va_start, uint64_t va_size);
+
 // The synthetic bytes of a Write with data_offset == kPatternData.
 void fill_pattern(uint32_t pattern, uint64_t offset, std::span<uint8_t> out);
 

@@ -157,3 +157,19 @@ TEST_CASE("Recording a shared capture reproduces its submits and buffers", "[rep
         }
     }
 }
+
+TEST_CASE("A capture outside the host's VA range is named as a misfit with both ranges", "[replay][captures]") {
+    Workload w;
+    w.original_addresses = true;
+    w.va_min = 0x1030a000;
+    w.va_end = 0x11271000;
+    // The real host's range: the 32-bit capture lies below it.
+    const std::string why = original_placement_misfit(w, 0x100000000, 0x100000000);
+    CHECK_THAT(why, Catch::Contains("[0x1030a000, 0x11271000)"));
+    CHECK_THAT(why, Catch::Contains("[0x100000000, 0x200000000)"));
+    // Straddling the end is a misfit too; inside, or heap placement, is not.
+    CHECK_FALSE(original_placement_misfit(w, 0x10000000, 0x1000000).empty());
+    CHECK(original_placement_misfit(w, 0x1000000, 0x20000000).empty());
+    w.original_addresses = false;
+    CHECK(original_placement_misfit(w, 0x100000000, 0x100000000).empty());
+}

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     app.add_option("--gpu-us", gpu_us, "GPU execution time of every submit (us)");
     app.add_option("--memory-limit", memory_limit, "GEM memory beyond this fails with ENOMEM (bytes; 0: 1 TiB)");
     app.add_option("--era", era, "host kernel era: classic (vma use tracking), novma (6.6+) or vmbind (iova released on GEM_CLOSE)")
-        ->check(CLI::IsMember({"classic", "novma"}));
+        ->check(CLI::IsMember({"classic", "novma", "vmbind"}));
     app.add_option("--fail", fails, "inject a kernel failure OP:NTH:ERRNO, OP in gem_new,set_iova,get_iova,submit "
                                     "(e.g. gem_new:3:ENOSPC); repeatable");
     bool multi_clients = false;
@@ -95,7 +95,9 @@ int main(int argc, char** argv) {
     if (priorities) cfg.kernel.gpu.priorities = priorities;
     if (memory_limit) cfg.kernel.memory_limit = memory_limit;
     cfg.kernel.gpu_exec_us = gpu_us;
-    cfg.kernel.era = era == "novma" ? fdnc::host::KernelEra::NoVmaTracking : fdnc::host::KernelEra::Classic;
+    cfg.kernel.era = era == "novma"    ? fdnc::host::KernelEra::NoVmaTracking
+                     : era == "vmbind" ? fdnc::host::KernelEra::VmBind
+                                       : fdnc::host::KernelEra::Classic;
     if (verbose) cfg.log_sink = [](const std::string& l) { log_line("host: " + l); };
     fdnc::host::MsmRenderer host(cfg);
     if (!host.probe_ok()) {

@@ -2,11 +2,15 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "host_sim/msm_renderer.h"
+#include "virtio_proto/ccmd_encoder.h"
 #include "virtio_proto/inproc_transport.h"
+#include "virtio_proto/request_buffer.h"
 #include "virtio_proto/transport_uri.h"
+#include "virtio_proto/msm_uapi.h"
 #include "virtio_proto/virtgpu_uapi.h"
 #include "virtio_proto/vdrm_wire.h"
 #include "virtio_proto/vtest_transport.h"
@@ -16,6 +20,8 @@ namespace fdnc::info {
 namespace {
 
 constexpr uint64_t kShmemSize = 0x4000; // §5.3
+
+std::string errno_name(int neg) { return std::string(std::strerror(-neg)) + " (" + std::to_string(neg) + ")"; }
 
 std::string hex(uint64_t v) {
     char b[32];
@@ -91,6 +97,43 @@ std::unique_ptr<Transport> open(Report& r, int timeout_ms) {
     return t;
 }
 
+// A capset and a shared page prove little: a host can offer both and never answer (issue 13:
+// every replay against the real server timed out in its first synchronous request). Usable
+// means one synchronous request answered through the shared page and one fenced submit on a GPU
+// ring retired, the two things every client does first.
+void round_trip(Report& r, Transport& t, void* shmem, int timeout_ms) {
+    const int64_t timeout_ns = int64_t(timeout_ms) * 1'000'000;
+    RequestBuffer rb(t, shmem, kShmemSize);
+    auto gp = ccmd::get_param(wire::MSM_PARAM_GPU_ID);
+    std::vector<uint8_t> rsp(gp.rsp_size);
+    int ret = rb.send_sync(gp.span(), rsp, timeout_ns);
+    int32_t host_ret = 0;
+    uint64_t gpu_id = 0;
+    if (ret == 0 && !ccmd::parse_get_param(rsp, &host_ret, &gpu_id)) ret = -EPROTO;
+    add(r, "synchronous request answered", ret == 0 && host_ret == 0,
+        ret ? "GET_PARAM(GPU_ID): " + errno_name(ret) + " (shmem seqno " + std::to_string(rb.host_seqno()) + ")"
+            : "GET_PARAM(GPU_ID) = " + std::to_string(gpu_id) + (host_ret ? ", host ret " + std::to_string(host_ret) : ""));
+    if (!r.error.empty()) return;
+
+    auto qn = ccmd::submitqueue_new(0, 0);
+    rsp.assign(qn.rsp_size, 0);
+    ret = rb.send_sync(qn.span(), rsp, timeout_ns);
+    uint32_t queue = 0;
+    if (ret == 0 && !ccmd::parse_submitqueue_new(rsp, &host_ret, &queue)) ret = -EPROTO;
+    if (ret == 0 && host_ret != 0) ret = host_ret;
+    // An empty submit on the priority-0 queue: ring 1 (F1), guest seqno 1 as its fence (§12.1).
+    TransportFence fence;
+    if (ret == 0) {
+        auto sub = ccmd::gem_submit(wire::MSM_PIPE_3D0, queue, 1, {}, {});
+        ret = rb.submit(sub.span(), 1, &fence);
+    }
+    if (ret == 0) ret = t.wait_fence(fence, timeout_ns);
+    const uint32_t async = rb.async_error();
+    add(r, "fenced submit on a GPU ring retired", ret == 0 && async == 0,
+        ret ? "queue " + std::to_string(queue) + ", ring 1: " + errno_name(ret)
+            : "queue " + std::to_string(queue) + ", ring 1, async_error " + std::to_string(async));
+}
+
 } // namespace
 
 Report probe(const std::string& uri, int timeout_ms) {
@@ -137,6 +180,7 @@ Report probe(const std::string& uri, int timeout_ms) {
     if (e == 0) rsp_off = static_cast<const wire::vdrm_shmem*>(p)->rsp_mem_offset;
     add(r, "shared page created and mapped", e == 0 && rsp_off >= sizeof(wire::vdrm_shmem) && rsp_off < kShmemSize,
         e ? "error " + std::to_string(e) : "rsp_mem_offset " + std::to_string(rsp_off));
+    if (r.error.empty()) round_trip(r, *t, p, timeout_ms);
     t->close();
     r.usable = r.error.empty();
     return r;

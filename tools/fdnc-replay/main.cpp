@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <fstream>
 #include <iostream>
 
@@ -98,12 +99,15 @@ int main(int argc, char** argv) {
     Workload w;
     RunInfo info;
     info.seed = seed;
+    const bool placement_explicit = !placement.empty();
+    std::optional<rd::Capture> capture;
     if (!rd_path.empty()) {
         auto cap = rd::load_capture(rd_path);
         if (!cap) {
             std::fprintf(stderr, "fdnc-replay: %s: %s\n", rd_path.c_str(), cap.error().what().c_str());
             return 2;
         }
+        capture = cap.value();
         if (placement.empty()) placement = iova == "guest" ? "heap" : "original";
         w = from_capture(cap.value(), base_name(rd_path),
                          placement == "original" ? IovaPlacement::Original : IovaPlacement::Heap);
@@ -135,6 +139,27 @@ int main(int argc, char** argv) {
         const bool has_rtt = uri.find("rtt_us=") != std::string::npos;
         if (!has_rtt) uri += std::string(uri.find(':') == std::string::npos ? ":" : (uri.back() == ':' ? "" : ",")) +
                              "rtt_us=" + std::to_string(rtt_us);
+    }
+    // A capture at its original addresses must fit the host's VA range; the default inproc host
+    // is made to fit, any other host is asked (a device opened and closed again, before the runs).
+    if (w.original_addresses && iova != "host" && uri.rfind("inproc", 0) != 0) {
+        std::string err;
+        if (auto probe = open_device(uri, DeviceOptions{}, &err)) {
+            const std::string misfit =
+                original_placement_misfit(w, probe->va_range_start(), probe->va_range_size());
+            probe.reset();
+            if (!misfit.empty() && placement_explicit) {
+                std::fprintf(stderr, "fdnc-replay: --placement original: %s\n", misfit.c_str());
+                return 2;
+            }
+            if (!misfit.empty()) {
+                w = from_capture(*capture, base_name(rd_path), IovaPlacement::Heap);
+                placement = "heap";
+                info.placement = placement;
+                info.placement_reason = misfit;
+                if (!quiet) std::fprintf(stderr, "fdnc-replay: heap placement: %s\n", misfit.c_str());
+            }
+        } // else: the runs report why the device does not open
     }
     info.transport = uri;
     info.bo_cache = bo_cache;
