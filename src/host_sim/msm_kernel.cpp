@@ -226,6 +226,9 @@ void MsmKernel::close_file(FileId f) {
         if (it != objects_.end())
             unref_locked(*it->second);
     }
+    // Objects this file exported whose fds are all closed go now, not at some later allocation:
+    // the real host's fds of a context are gone when its client leaves (§12.3).
+    reap_orphan_exports_locked();
     maybe_destroy_file_locked(f);
 }
 

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -517,4 +518,51 @@ TEST_CASE("an injected host GEM_NEW failure drops the vtest client and it sees -
     CHECK(c.t->resource_id(h, &res) == -EPIPE);
     CHECK_THAT(c.t->last_error(), Catch::Contains("closed"));
     CHECK_THAT(hs.log(), Catch::Contains("dropped"));
+}
+
+namespace {
+size_t open_fds(pid_t pid) {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) ++n;
+    return n;
+}
+} // namespace
+
+TEST_CASE("fdnc-hostsim closes every fd of a client when it leaves, like the real server", "[vtest][server]") {
+    HostsimProcess hs;
+    REQUIRE(hs.ok());
+    // Idle: the listening socket and the server's own fds, once the readiness probe's connection
+    // is gone; a served client must leave none behind.
+    for (int i = 0; i < 500 && hs.log().find("client 1 left") == std::string::npos; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    const size_t idle = open_fds(hs.pid());
+    {
+        Ctx c = open_ctx(hs);
+        int ret = 0;
+        auto caps = test::read_caps(*c.t, &ret);
+        for (uint32_t i = 0; i < 8; ++i) {
+            auto gem = ccmd::gem_new(caps.u.msm.va_start + i * 0x10000ull, 0x10000, wire::MSM_BO_WC, i + 1);
+            BlobCreateArgs b{wire::VIRTGPU_BLOB_MEM_HOST3D, wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE, 0x10000, i + 1, gem.bytes};
+            uint32_t h = 0;
+            void* p = nullptr;
+            REQUIRE(c.t->create_blob(b, &h) == 0);
+            REQUIRE(c.t->map_blob(h, 0x10000, &p) == 0);
+            int fd = -1;
+            REQUIRE(c.t->export_blob_fd(h, &fd) == 0);
+            ::close(fd);
+        }
+        const auto nop = test::nop_with_seqno(1);
+        TransportFence f;
+        REQUIRE(c.t->execbuf({nop, 1, true, -1}, &f) == 0);
+        REQUIRE(c.t->wait_fence(f, 5'000'000'000) == 0);
+        CHECK(open_fds(hs.pid()) > idle);
+    }
+    size_t now = 0;
+    for (int i = 0; i < 500; ++i) { // the server notices the hang-up on its own thread
+        now = open_fds(hs.pid());
+        if (now == idle && hs.log().find("client 2 left") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    INFO(hs.log());
+    CHECK(now == idle);
 }
