@@ -174,10 +174,12 @@ std::string ioctl_details(unsigned long request, const void* arg) {
         return "arg=NULL";
     switch (static_cast<uint32_t>(request)) {
     case DRM_IOCTL_VERSION: {
+        // libdrm asks twice: lengths first (name == NULL), then the strings.
         auto* v = static_cast<const drm_version*>(arg);
-        std::string name = v->name && v->name_len ? std::string(v->name, v->name_len) : "";
-        return fmt("name=%s version=%d.%d.%d", user_string(reinterpret_cast<uintptr_t>(name.c_str()),
-                   name.size()).c_str(), v->version_major, v->version_minor, v->version_patchlevel);
+        std::string name = v->name ? user_string(reinterpret_cast<uintptr_t>(v->name), v->name_len)
+                                   : fmt("(len %zu)", static_cast<size_t>(v->name_len));
+        return fmt("name=%s version=%d.%d.%d", name.c_str(), v->version_major, v->version_minor,
+                   v->version_patchlevel);
     }
     case DRM_IOCTL_GET_CAP: {
         auto* c = static_cast<const drm_get_cap*>(arg);

@@ -25,7 +25,7 @@ std::string errno_name(int result); // 0 -> "0", -EINVAL -> "-EINVAL"
 void log_ioctl(int fd, unsigned long request, const void* arg, int result);
 void log_event(const char* name, int result, const std::string& details);
 bool log_enabled();
-// Writes FDNC_SHIM_STATS (called once at exit).
+// Writes FDNC_SHIM_STATS (at exit, and each time the last fd of a node file closes).
 void write_stats();
 
 } // namespace fdnc::shim

@@ -163,6 +163,8 @@ int RenderNode::close(int fd) {
     file.reset(); // the last fd of an open closes the backend file (outside the lock)
     log_event("CLOSE", 0, "file=" + std::to_string(id) + " last=" + (last ? "1" : "0") + " fd=" +
                               std::to_string(fd));
+    if (last)
+        write_stats(); // also here: servers are usually ended by a signal, which skips exit handlers
     return r < 0 ? -errno : 0;
 }
 

@@ -10,7 +10,8 @@
 //   FDNC_SHIM_VA_START=addr            per-process VA range (defaults: the model's, 4 GiB at 4 GiB)
 //   FDNC_SHIM_VA_SIZE=bytes
 //   FDNC_SHIM_LOG=path                 one decoded line per ioctl (append, flushed per line)
-//   FDNC_SHIM_STATS=path               JSON counts by ioctl kind and failures, written at exit
+//   FDNC_SHIM_STATS=path               JSON counts by ioctl kind and failures, rewritten when a
+//                                      node file closes and at exit
 //
 // A bad value prints one line naming the variable to stderr and aborts the process: a test harness
 // must never run against a half-configured host.
