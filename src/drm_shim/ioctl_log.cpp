@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "shim_config.h"
+#include "virtio_proto/msm_names.h"
 #include "virtio_proto/msm_uapi.h"
 
 namespace fdnc::shim {
@@ -28,46 +29,6 @@ std::string fmt(const char* f, ...) {
     vsnprintf(buf, sizeof buf, f, ap);
     va_end(ap);
     return buf;
-}
-
-const char* param_name(uint32_t p) {
-    switch (p) {
-    case MSM_PARAM_GPU_ID: return "GPU_ID";
-    case MSM_PARAM_GMEM_SIZE: return "GMEM_SIZE";
-    case MSM_PARAM_CHIP_ID: return "CHIP_ID";
-    case MSM_PARAM_MAX_FREQ: return "MAX_FREQ";
-    case MSM_PARAM_TIMESTAMP: return "TIMESTAMP";
-    case MSM_PARAM_GMEM_BASE: return "GMEM_BASE";
-    case MSM_PARAM_PRIORITIES: return "PRIORITIES";
-    case MSM_PARAM_PP_PGTABLE: return "PP_PGTABLE";
-    case MSM_PARAM_FAULTS: return "FAULTS";
-    case MSM_PARAM_SUSPENDS: return "SUSPENDS";
-    case MSM_PARAM_SYSPROF: return "SYSPROF";
-    case MSM_PARAM_COMM: return "COMM";
-    case MSM_PARAM_CMDLINE: return "CMDLINE";
-    case MSM_PARAM_VA_START: return "VA_START";
-    case MSM_PARAM_VA_SIZE: return "VA_SIZE";
-    case MSM_PARAM_HIGHEST_BANK_BIT: return "HIGHEST_BANK_BIT";
-    case MSM_PARAM_RAYTRACING: return "RAYTRACING";
-    case MSM_PARAM_UBWC_SWIZZLE: return "UBWC_SWIZZLE";
-    case MSM_PARAM_MACROTILE_MODE: return "MACROTILE_MODE";
-    case MSM_PARAM_UCHE_TRAP_BASE: return "UCHE_TRAP_BASE";
-    default: return nullptr;
-    }
-}
-
-const char* info_name(uint32_t i) {
-    switch (i) {
-    case MSM_INFO_GET_OFFSET: return "GET_OFFSET";
-    case MSM_INFO_GET_IOVA: return "GET_IOVA";
-    case MSM_INFO_SET_NAME: return "SET_NAME";
-    case MSM_INFO_GET_NAME: return "GET_NAME";
-    case MSM_INFO_SET_IOVA: return "SET_IOVA";
-    case MSM_INFO_GET_FLAGS: return "GET_FLAGS";
-    case MSM_INFO_SET_METADATA: return "SET_METADATA";
-    case MSM_INFO_GET_METADATA: return "GET_METADATA";
-    default: return nullptr;
-    }
 }
 
 std::string named(const char* name, uint32_t v) { return name ? name : fmt("0x%x", v); }
@@ -195,7 +156,7 @@ std::string ioctl_details(unsigned long request, const void* arg) {
     case DRM_IOCTL_MSM_GET_PARAM:
     case DRM_IOCTL_MSM_SET_PARAM: {
         auto* p = static_cast<const drm_msm_param*>(arg);
-        return fmt("param=%s value=0x%" PRIx64 " len=%u pipe=0x%x", named(param_name(p->param), p->param).c_str(),
+        return fmt("param=%s value=0x%" PRIx64 " len=%u pipe=0x%x", named(msm_param_name(p->param), p->param).c_str(),
                    p->value, p->len, p->pipe);
     }
     case DRM_IOCTL_MSM_GEM_NEW: {
@@ -204,7 +165,7 @@ std::string ioctl_details(unsigned long request, const void* arg) {
     }
     case DRM_IOCTL_MSM_GEM_INFO: {
         auto* a = static_cast<const drm_msm_gem_info*>(arg);
-        std::string s = fmt("info=%s handle=%u", named(info_name(a->info), a->info).c_str(), a->handle);
+        std::string s = fmt("info=%s handle=%u", named(msm_info_name(a->info), a->info).c_str(), a->handle);
         if (a->info == MSM_INFO_SET_NAME)
             return s + " name=" + user_string(a->value, a->len) + fmt(" len=%u", a->len);
         return s + fmt(" value=0x%" PRIx64 " len=%u", a->value, a->len);
@@ -246,13 +207,6 @@ std::string ioctl_details(unsigned long request, const void* arg) {
         return "name=" + user_string(n[1], n[0]);
     }
     return fmt("request=0x%lx nr=0x%x size=%u", request, static_cast<unsigned>(_IOC_NR(request)), static_cast<unsigned>(_IOC_SIZE(request)));
-}
-
-std::string errno_name(int result) {
-    if (result >= 0)
-        return std::to_string(result);
-    const char* n = strerrorname_np(-result);
-    return n ? std::string("-") + n : fmt("-%d", -result);
 }
 
 bool log_enabled() {

@@ -15,11 +15,12 @@
 
 #include <string>
 
+#include "virtio_proto/msm_names.h" // errno_name
+
 namespace fdnc::shim {
 
 const char* ioctl_name(unsigned long request); // static storage, or nullptr if unknown
 std::string ioctl_details(unsigned long request, const void* arg);
-std::string errno_name(int result); // 0 -> "0", -EINVAL -> "-EINVAL"
 
 // Process-wide log and stats (from shim_config()); every call is thread-safe and cheap when off.
 void log_ioctl(int fd, unsigned long request, const void* arg, int result);

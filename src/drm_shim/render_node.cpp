@@ -14,9 +14,12 @@
 
 #include "host_backend.h"
 #include "ioctl_log.h"
+#include "virtio_proto/msm_uapi.h"
 #include "shim_config.h"
 
 namespace fdnc::shim {
+
+using namespace fdnc::wire;
 
 std::atomic<bool> RenderNode::ours_[RenderNode::kMaxFds];
 std::atomic<RenderNode*> RenderNode::instance_{nullptr};
@@ -221,7 +224,25 @@ int RenderNode::generic_ioctl(unsigned long request, void* arg, bool* handled) {
     return 0;
 }
 
+// The DRM core dispatches a driver ioctl by its number alone and sizes the copies from the
+// caller's and the driver's encodings (drm_ioctl.c: drm_ioctl()), so the direction bits a caller
+// uses do not matter. virglrenderer 1.3's SET_DEBUGINFO sends SET_PARAM through
+// drmCommandWriteRead (msm_renderer.c:975), i.e. DRM_IOWR 0xc0186441, where the uapi header says
+// DRM_IOW 0x40186441: an exact-match switch would refuse what the kernel accepts.
+static unsigned long canonical_request(unsigned long request) {
+    static constexpr uint32_t kMsm[] = {
+        DRM_IOCTL_MSM_GET_PARAM,    DRM_IOCTL_MSM_SET_PARAM,       DRM_IOCTL_MSM_GEM_NEW,
+        DRM_IOCTL_MSM_GEM_INFO,     DRM_IOCTL_MSM_GEM_CPU_PREP,    DRM_IOCTL_MSM_GEM_CPU_FINI,
+        DRM_IOCTL_MSM_GEM_SUBMIT,   DRM_IOCTL_MSM_WAIT_FENCE,      DRM_IOCTL_MSM_GEM_MADVISE,
+        DRM_IOCTL_MSM_SUBMITQUEUE_NEW, DRM_IOCTL_MSM_SUBMITQUEUE_CLOSE, DRM_IOCTL_MSM_SUBMITQUEUE_QUERY};
+    for (uint32_t c : kMsm)
+        if (_IOC_NR(c) == _IOC_NR(request) && _IOC_SIZE(c) == _IOC_SIZE(request) && _IOC_TYPE(c) == _IOC_TYPE(request))
+            return c;
+    return request;
+}
+
 int RenderNode::ioctl(int fd, unsigned long request, void* arg) {
+    request = canonical_request(request);
     auto file = file_of(fd);
     if (!file)
         return -EBADF;

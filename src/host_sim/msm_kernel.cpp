@@ -189,7 +189,7 @@ MsmKernel::~MsmKernel() {
 // ---------------------------------------------------------------------------------------------
 // files
 
-FileId MsmKernel::open_file(bool per_process_vm) {
+FileId MsmKernel::open_file_call(bool per_process_vm) {
     std::lock_guard lk(mu_);
     auto file = std::make_unique<File>();
     file->id = next_file_++;
@@ -212,7 +212,7 @@ FileId MsmKernel::open_file(bool per_process_vm) {
     return id;
 }
 
-void MsmKernel::close_file(FileId f) {
+void MsmKernel::close_file_call(FileId f) {
     std::unique_lock lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -323,7 +323,7 @@ void MsmKernel::inject_failure(KernelOp op, uint32_t nth, int err) {
 // ---------------------------------------------------------------------------------------------
 // params
 
-int MsmKernel::get_param(FileId f, drm_msm_param& p) {
+int MsmKernel::get_param_call(FileId f, drm_msm_param& p) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -363,7 +363,7 @@ int MsmKernel::get_param(FileId f, drm_msm_param& p) {
     }
 }
 
-int MsmKernel::set_param(FileId f, const drm_msm_param& p, std::span<const uint8_t> user) {
+int MsmKernel::set_param_call(FileId f, const drm_msm_param& p, std::span<const uint8_t> user) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -387,7 +387,7 @@ int MsmKernel::set_param(FileId f, const drm_msm_param& p, std::span<const uint8
 // ---------------------------------------------------------------------------------------------
 // objects
 
-int MsmKernel::gem_new(FileId f, drm_msm_gem_new& a) {
+int MsmKernel::gem_new_call(FileId f, drm_msm_gem_new& a) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -425,7 +425,7 @@ int MsmKernel::gem_new(FileId f, drm_msm_gem_new& a) {
     return 0;
 }
 
-int MsmKernel::gem_close(FileId f, uint32_t handle) {
+int MsmKernel::gem_close_call(FileId f, uint32_t handle) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -520,7 +520,7 @@ void MsmKernel::fault_locked(Submit& s, uint64_t iova, std::string reason) {
     fault_log_.push_back({s.file, s.queue->id, s.fence, iova, std::move(reason)});
 }
 
-int MsmKernel::gem_info(FileId f, drm_msm_gem_info& a, std::span<uint8_t> user) {
+int MsmKernel::gem_info_call(FileId f, drm_msm_gem_info& a, std::span<uint8_t> user) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -624,7 +624,7 @@ int MsmKernel::gem_info(FileId f, drm_msm_gem_info& a, std::span<uint8_t> user) 
     }
 }
 
-int MsmKernel::gem_cpu_prep(FileId f, const drm_msm_gem_cpu_prep& a) {
+int MsmKernel::gem_cpu_prep_call(FileId f, const drm_msm_gem_cpu_prep& a) {
     std::unique_lock lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -664,7 +664,7 @@ int MsmKernel::gem_cpu_prep(FileId f, const drm_msm_gem_cpu_prep& a) {
     return 0;
 }
 
-int MsmKernel::gem_cpu_fini(FileId f, uint32_t handle) {
+int MsmKernel::gem_cpu_fini_call(FileId f, uint32_t handle) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -675,7 +675,7 @@ int MsmKernel::gem_cpu_fini(FileId f, uint32_t handle) {
 // ---------------------------------------------------------------------------------------------
 // submitqueues
 
-int MsmKernel::submitqueue_new(FileId f, drm_msm_submitqueue& a) {
+int MsmKernel::submitqueue_new_call(FileId f, drm_msm_submitqueue& a) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -695,7 +695,7 @@ int MsmKernel::submitqueue_new(FileId f, drm_msm_submitqueue& a) {
     return 0;
 }
 
-int MsmKernel::submitqueue_close(FileId f, uint32_t id) {
+int MsmKernel::submitqueue_close_call(FileId f, uint32_t id) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -706,7 +706,7 @@ int MsmKernel::submitqueue_close(FileId f, uint32_t id) {
     return file->queues.erase(id) ? 0 : -ENOENT;
 }
 
-int MsmKernel::submitqueue_query(FileId f, drm_msm_submitqueue_query& a, std::span<uint8_t> data) {
+int MsmKernel::submitqueue_query_call(FileId f, drm_msm_submitqueue_query& a, std::span<uint8_t> data) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -734,7 +734,7 @@ int MsmKernel::submitqueue_query(FileId f, drm_msm_submitqueue_query& a, std::sp
 // ---------------------------------------------------------------------------------------------
 // submit, fences, the GPU clock
 
-int MsmKernel::gem_submit(FileId f, drm_msm_gem_submit& a, std::span<const drm_msm_gem_submit_bo> bos,
+int MsmKernel::gem_submit_call(FileId f, drm_msm_gem_submit& a, std::span<const drm_msm_gem_submit_bo> bos,
                           std::span<const drm_msm_gem_submit_cmd> cmds, uint64_t* submit_seq) {
     std::unique_lock lk(mu_);
     File* file = file_locked(f);
@@ -857,7 +857,7 @@ bool MsmKernel::queue_fence_signaled_locked(const Queue& q, uint32_t fence) cons
     return q.unretired.count(fence) == 0;
 }
 
-int MsmKernel::wait_fence(FileId f, const drm_msm_wait_fence& a) {
+int MsmKernel::wait_fence_call(FileId f, const drm_msm_wait_fence& a) {
     std::unique_lock lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -1048,7 +1048,7 @@ int MsmKernel::ensure_backing_locked(Object& obj) {
     return 0;
 }
 
-int MsmKernel::prime_handle_to_fd(FileId f, uint32_t handle, int* fd) {
+int MsmKernel::prime_handle_to_fd_call(FileId f, uint32_t handle, int* fd) {
     std::lock_guard lk(mu_);
     Object* obj = nullptr;
     if (int e = object_locked(f, handle, &obj))
@@ -1067,7 +1067,7 @@ int MsmKernel::prime_handle_to_fd(FileId f, uint32_t handle, int* fd) {
     return 0;
 }
 
-int MsmKernel::prime_fd_to_handle(FileId f, int fd, uint32_t* handle) {
+int MsmKernel::prime_fd_to_handle_call(FileId f, int fd, uint32_t* handle) {
     std::lock_guard lk(mu_);
     File* file = file_locked(f);
     if (!file)
@@ -1138,7 +1138,7 @@ void MsmKernel::reap_orphan_exports_locked() {
     }
 }
 
-int MsmKernel::map_object(FileId f, uint32_t handle, void** ptr, uint64_t* size) {
+int MsmKernel::map_object_call(FileId f, uint32_t handle, void** ptr, uint64_t* size) {
     std::lock_guard lk(mu_);
     Object* obj = nullptr;
     if (int e = object_locked(f, handle, &obj))

@@ -93,6 +93,10 @@ struct KernelConfig {
     bool require_presumed = true;         // a bo entry with presumed == 0 counts as a fault
     // Called at each should_fail() point; return 0 to proceed or -errno to fail the ioctl there.
     std::function<int(KernelOp, FileId)> fail_hook;
+    // One decoded line per kernel call, "NAME\tRESULT\tfile=N details" in drm_shim's log format
+    // (src/drm_shim/README.md), so a model host's log compares with the real host's (the
+    // realhost suite). Called without the kernel lock, from the calling thread.
+    std::function<void(const std::string&)> call_log;
 };
 
 // One retired submit, as reported to the listener.
@@ -189,6 +193,28 @@ public:
     void inject_failure(KernelOp op, uint32_t nth, int err);
 
 private:
+    // The calls themselves (msm_kernel.cpp); the public entry points above log each one through
+    // KernelConfig::call_log (msm_kernel_call_log.cpp).
+    FileId open_file_call(bool per_process_vm);
+    void close_file_call(FileId f);
+    int get_param_call(FileId f, wire::drm_msm_param& p);
+    int set_param_call(FileId f, const wire::drm_msm_param& p, std::span<const uint8_t> user);
+    int gem_new_call(FileId f, wire::drm_msm_gem_new& a);
+    int gem_info_call(FileId f, wire::drm_msm_gem_info& a, std::span<uint8_t> user);
+    int gem_close_call(FileId f, uint32_t handle);
+    int gem_cpu_prep_call(FileId f, const wire::drm_msm_gem_cpu_prep& a);
+    int gem_cpu_fini_call(FileId f, uint32_t handle);
+    int gem_submit_call(FileId f, wire::drm_msm_gem_submit& a, std::span<const wire::drm_msm_gem_submit_bo> bos,
+                        std::span<const wire::drm_msm_gem_submit_cmd> cmds, uint64_t* submit_seq);
+    int wait_fence_call(FileId f, const wire::drm_msm_wait_fence& a);
+    int submitqueue_new_call(FileId f, wire::drm_msm_submitqueue& a);
+    int submitqueue_close_call(FileId f, uint32_t id);
+    int submitqueue_query_call(FileId f, wire::drm_msm_submitqueue_query& a, std::span<uint8_t> data);
+    int prime_handle_to_fd_call(FileId f, uint32_t handle, int* fd);
+    int prime_fd_to_handle_call(FileId f, int fd, uint32_t* handle);
+    int map_object_call(FileId f, uint32_t handle, void** ptr, uint64_t* size);
+    void log_call(const char* name, int result, FileId f, const std::string& details) const;
+
     struct Object;
     struct Queue;
     struct Submit;

@@ -124,6 +124,17 @@ TEST_CASE("The node path opens a char device 226:128 whose drmGetVersion is msm 
     CHECK(n.param(MSM_PARAM_GPU_ID) == 630);
 }
 
+TEST_CASE("A driver ioctl is dispatched by its number: SET_PARAM sent as DRM_IOWR (virglrenderer's SET_DEBUGINFO) works") {
+    Node n;
+    char comm[] = "fdnc-test";
+    drm_msm_param p{MSM_PIPE_3D0, MSM_PARAM_COMM, reinterpret_cast<uintptr_t>(comm), sizeof comm - 1, 0};
+    const unsigned long iowr = _IOWR(DRM_IOCTL_BASE, DRM_COMMAND_BASE + DRM_MSM_SET_PARAM, drm_msm_param);
+    static_assert(_IOWR(DRM_IOCTL_BASE, DRM_COMMAND_BASE + DRM_MSM_SET_PARAM, drm_msm_param) == 0xc0186441);
+    CHECK(n.ioctl_err(iowr, &p) == 0);
+    CHECK(n.ioctl_err(DRM_IOCTL_MSM_SET_PARAM, &p) == 0);
+    CHECK(log_has(log_lines(), "MSM_SET_PARAM", "0", "COMM"));
+}
+
 TEST_CASE("GEM_NEW + SET_IOVA + GET_IOVA; an overlapping SET_IOVA fails with the kernel's -ENOSPC") {
     Node n;
     uint64_t va = n.param(MSM_PARAM_VA_START);

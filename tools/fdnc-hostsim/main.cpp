@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
     std::string era = "classic";
     std::vector<std::string> fails;
     bool verbose = false;
+    std::string kernel_log;
     app.add_option("--socket", socket_path, "unix socket path (default: $VTEST_SOCKET_NAME or /tmp/.virgl_test)");
     app.add_option("--va-start", va_start, "GPU VA range start reported in the capset (0: model default)");
     app.add_option("--va-size", va_size, "GPU VA range size (0: model default)");
@@ -85,6 +86,9 @@ int main(int argc, char** argv) {
                  "serve up to 64 connections at once (default: one at a time, like virgl_test_server --no-fork)");
     app.add_option("--max-clients", max_clients, "connections served at once (overrides --multi-clients)");
     app.add_flag("-v,--verbose", verbose, "log every host refusal too");
+    app.add_option("--kernel-log", kernel_log,
+                   "append one line per kernel-model call to FILE, in drm_shim's FDNC_SHIM_LOG format "
+                   "(the realhost suite compares it with the real host's)");
     CLI11_PARSE(app, argc, argv);
 
     fdnc::host::HostSimConfig cfg;
@@ -99,6 +103,20 @@ int main(int argc, char** argv) {
                      : era == "vmbind" ? fdnc::host::KernelEra::VmBind
                                        : fdnc::host::KernelEra::Classic;
     if (verbose) cfg.log_sink = [](const std::string& l) { log_line("host: " + l); };
+    std::FILE* klog = nullptr;
+    if (!kernel_log.empty()) {
+        klog = std::fopen(kernel_log.c_str(), "ae");
+        if (!klog) {
+            log_line("--kernel-log " + kernel_log + ": " + std::strerror(errno));
+            return 2;
+        }
+        cfg.kernel.call_log = [klog](const std::string& l) {
+            static std::mutex mu;
+            std::lock_guard g(mu);
+            std::fprintf(klog, "%s\n", l.c_str());
+            std::fflush(klog);
+        };
+    }
     fdnc::host::MsmRenderer host(cfg);
     if (!host.probe_ok()) {
         log_line("the host model's probe failed (va_size 0 or msm minor < 9): no DRM capset to offer");
@@ -138,5 +156,5 @@ int main(int argc, char** argv) {
     log_line("served " + std::to_string(server->clients_accepted()) + " clients, dropped " +
              std::to_string(server->clients_dropped()));
     server.reset(); // joins clients, removes the socket
-    return 0;
+    return 0; // klog stays open until exit: the host's destructor may still log
 }
