@@ -53,6 +53,10 @@ struct MsmRenderer::Resource {
     uint32_t blob_flags = 0;
     bool exportable = false; // B13
     int shared_fd = -1;      // B11: SHAREABLE blobs are exported at creation
+    // §12.1: the host maps an object (GET_OFFSET + mmap) on first use and keeps the mapping until
+    // the object is freed; the kernel model owns the memory, so only the pointer is kept here.
+    void* map = nullptr;
+    uint64_t map_size = 0;
 };
 
 struct MsmRenderer::Context {
@@ -428,14 +432,18 @@ int MsmRenderer::resource_map(uint32_t ctx_id, uint32_t res_id, HostMapping* out
         logf("map: res_id %u is not MAPPABLE", res_id);
         return -EINVAL;
     }
-    void* p = nullptr;
-    uint64_t sz = 0;
-    if (int e = kernel_->map_object(c->file, r.handle, &p, &sz)) {
+    if (int e = map_locked(*c, r)) {
         logf("map: res_id %u: kernel mmap failed (%d)", res_id, e);
         return e;
     }
-    *out = {p, sz};
+    *out = {r.map, r.map_size};
     return 0;
+}
+
+int MsmRenderer::map_locked(Context& c, Resource& r) {
+    if (r.map)
+        return 0;
+    return kernel_->map_object(c.file, r.handle, &r.map, &r.map_size);
 }
 
 void MsmRenderer::resource_unref(uint32_t ctx_id, uint32_t res_id) {
@@ -856,13 +864,11 @@ int MsmRenderer::h_gem_upload(Context& c, const Ccmd&, std::span<const uint8_t> 
              (unsigned long long)it->second.size);
         return -EFAULT;
     }
-    void* p = nullptr;
-    uint64_t sz = 0;
-    if (int e = kernel_->map_object(c.file, it->second.handle, &p, &sz)) {
+    if (int e = map_locked(c, it->second)) {
         logf("GEM_UPLOAD: mmap of res %u failed: %d", r.res_id, e);
         return e;
     }
-    std::memcpy(static_cast<uint8_t*>(p) + r.off, req.data() + sizeof(r), r.len);
+    std::memcpy(static_cast<uint8_t*>(it->second.map) + r.off, req.data() + sizeof(r), r.len);
     return 0;
 }
 

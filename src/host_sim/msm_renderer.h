@@ -109,6 +109,7 @@ private:
     };
     static const HandlerEntry kHandlers[wire::MSM_CCMD_LAST];
 
+    int map_locked(Context& c, Resource& r); // first use maps, later uses reuse (§12.1)
     int h_nop(Context&, const Ccmd&, std::span<const uint8_t>, std::span<uint8_t>);
     int h_ioctl_simple(Context&, const Ccmd&, std::span<const uint8_t>, std::span<uint8_t>);
     int h_gem_new(Context&, const Ccmd&, std::span<const uint8_t>, std::span<uint8_t>);

@@ -18,17 +18,22 @@ static int failures;
       }                                                                                            \
    } while (0)
 
-static void test_round_trip(void)
+/* uri NULL: the in-process host with a known VA range; else any host (the realhost suite runs
+ * this against fdnc-hostsim and the real virglrenderer over vtest). */
+static void test_round_trip(const char *uri)
 {
-   struct fdnc_device *dev = fdnc_device_open("inproc:rtt_us=50,gpu_us=100,va_size=1G");
+   struct fdnc_device *dev = fdnc_device_open(uri ? uri : "inproc:rtt_us=50,gpu_us=100,va_size=1G");
    CHECK(dev != NULL);
    if (!dev)
       return;
 
    uint64_t start = 0, size = 0;
    CHECK(fdnc_device_va_range(dev, &start, &size) == 0);
-   CHECK(start == 0x100000000ull);
-   CHECK(size == (1ull << 30));
+   CHECK(size >= (1ull << 24));
+   if (!uri) {
+      CHECK(start == 0x100000000ull);
+      CHECK(size == (1ull << 30));
+   }
 
    struct fdnc_bo *cmd = fdnc_bo_new(dev, 4096, 0, "cmdstream");
    struct fdnc_bo *data = fdnc_bo_new(dev, 1 << 20, FDNC_BO_NOCACHE, "data");
@@ -101,10 +106,12 @@ static void test_errors(void)
    fdnc_device_del(dev);
 }
 
-int main(void)
+/* c_api_test [URI]: with a URI, only the round trip against that host. */
+int main(int argc, char **argv)
 {
-   test_round_trip();
-   test_errors();
+   test_round_trip(argc > 1 ? argv[1] : NULL);
+   if (argc <= 1)
+      test_errors();
    if (failures) {
       fprintf(stderr, "c_api: %d check(s) failed\n", failures);
       return 1;
