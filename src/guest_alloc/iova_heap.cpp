@@ -9,38 +9,48 @@ namespace fdnc {
 namespace {
 
 constexpr uint64_t kMaxPage = 1ull << 52;  // 2^64 bytes in pages
-constexpr uint64_t kHashMul = 0x9E3779B97F4A7C15ull;
-constexpr unsigned kInitialBucketBits = 6;
+constexpr uint32_t kHashMul = 0x9E3779B1u;  // Fibonacci hashing (2^32 / golden ratio)
+constexpr unsigned kInitialBucketBits = 3;
+constexpr uint64_t kMaxUnits = 0xffffffffull;  // relative units must fit a u32, end included
+
+// ---- bit tricks ----------------------------------------------------------------------------
+
+constexpr unsigned msb(uint64_t x) { return 63 - static_cast<unsigned>(std::countl_zero(x)); }
+constexpr unsigned lowest_bit(uint32_t x) { return static_cast<unsigned>(std::countr_zero(x)); }
+constexpr uint32_t bits_from(unsigned i) { return i >= 32 ? 0 : ~0u << i; }  // bits i..31
+constexpr bool is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 }  // namespace
 
 // The hot path is a handful of tiny helpers; make sure they fold into alloc()/free().
 #define FDNC_HOT_INLINE [[gnu::always_inline]] inline
 
-namespace {
-
-}  // namespace
-
 IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     std::fill(std::begin(bin_head_), std::end(bin_head_), kNil);
-    start_page_ = (start >> kPageShift) + ((start & (kPageSize - 1)) != 0 ? 1 : 0);
+    uint64_t start_page = (start >> kPageShift) + ((start & (kPageSize - 1)) != 0 ? 1 : 0);
     const bool overflows = size > ~0ull - start;
-    end_page_ = overflows ? kMaxPage : (start + size) >> kPageShift;
-    if (end_page_ < start_page_)
-        end_page_ = start_page_;
+    uint64_t end_page = overflows ? kMaxPage : (start + size) >> kPageShift;
+    if (end_page < start_page)
+        end_page = start_page;
+    // A range of 2^32 pages (16 TiB) or more counts in larger units (see the header).
+    unsigned extra = 0;
+    while (((end_page >> extra) - ((start_page + (1ull << extra) - 1) >> extra)) > kMaxUnits)
+        ++extra;
+    unit_shift_ = kPageShift + extra;
+    base_unit_ = (start_page + (1ull << extra) - 1) >> extra;
+    const uint64_t end = std::max(end_page >> extra, base_unit_);
+    end_unit_ = static_cast<uint32_t>(end - base_unit_);
 
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
-    bucket_shift_ = 64 - kInitialBucketBits;
-    nodes_.reserve(64);
+    bucket_shift_ = 32 - kInitialBucketBits;
 
     sentinel_ = new_node();
-    nodes_[sentinel_].page_flags = end_page_;  // never free, so never merged
-    if (end_page_ > start_page_) {
+    nodes_[sentinel_] = Node{end_unit_, kNil, kNil, kLive, kNil};  // never free, never merged
+    if (end_unit_ > 0) {
         const uint32_t n = new_node();
-        nodes_[n].page_flags = start_page_;
-        nodes_[n].phys_next = sentinel_;
-        nodes_[sentinel_].phys_prev = n;
-        insert_free(n);
+        nodes_[n] = Node{0, kNil, sentinel_, kNil, kNil};
+        nodes_[sentinel_].prev = n;
+        insert_free(n, end_unit_);
     }
 }
 
@@ -53,38 +63,51 @@ void IovaHeap::reserve(uint32_t live_ranges) {
 
 // ---- size classes --------------------------------------------------------------------------
 
-FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint64_t pages) {
-    if (pages < kSlCount)
-        return static_cast<unsigned>(pages);
-    const unsigned msb = 63 - static_cast<unsigned>(std::countl_zero(pages));
-    const unsigned sl = static_cast<unsigned>(pages >> (msb - kSlBits)) & (kSlCount - 1);
-    return (msb - (kSlBits - 1)) * kSlCount + sl;
+FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint32_t units) {
+    if (units < kSlCount)
+        return units;
+    const unsigned top = msb(units);
+    const unsigned sl = (units >> (top - kSlBits)) & (kSlCount - 1);
+    return (top - (kSlBits - 1)) * kSlCount + sl;
 }
 
-FDNC_HOT_INLINE unsigned IovaHeap::bin_round_up(uint64_t pages) {
-    if (pages >= kMaxPage)
+// The lowest bin whose every block holds `units`.
+FDNC_HOT_INLINE unsigned IovaHeap::bin_round_up(uint64_t units) {
+    if (units < kSlCount)
+        return static_cast<unsigned>(units);
+    const uint64_t rounded = units + (1ull << (msb(units) - kSlBits)) - 1;
+    if (rounded > kMaxUnits)
         return kBinCount;
-    if (pages >= kSlCount) {
-        const unsigned msb = 63 - static_cast<unsigned>(std::countl_zero(pages));
-        pages += (1ull << (msb - kSlBits)) - 1;
-    }
-    return bin_of(pages);
+    return bin_of(static_cast<uint32_t>(rounded));
 }
 
 FDNC_HOT_INLINE unsigned IovaHeap::first_bin_from(unsigned bin) const {
     if (bin >= kBinCount)
         return kBinCount;
     unsigned fl = bin / kSlCount;
-    const uint32_t row = sl_bitmap_[fl] & (~0u << (bin % kSlCount));
+    const uint32_t row = sl_bitmap_[fl] & bits_from(bin % kSlCount);
     if (row != 0)
-        return fl * kSlCount + static_cast<unsigned>(std::countr_zero(row));
-    if (fl + 1 >= kFlCount)
-        return kBinCount;
-    const uint64_t rows = fl_bitmap_ & (~0ull << (fl + 1));
+        return fl * kSlCount + lowest_bit(row);
+    const uint32_t rows = fl_bitmap_ & bits_from(fl + 1);
     if (rows == 0)
         return kBinCount;
-    fl = static_cast<unsigned>(std::countr_zero(rows));
-    return fl * kSlCount + static_cast<unsigned>(std::countr_zero(sl_bitmap_[fl]));
+    fl = lowest_bit(rows);
+    return fl * kSlCount + lowest_bit(sl_bitmap_[fl]);
+}
+
+// First relative unit at or after `unit` whose absolute address is aligned (mask = align - 1).
+FDNC_HOT_INLINE uint64_t IovaHeap::align_up(uint32_t unit, uint64_t mask) const {
+    return ((base_unit_ + unit + mask) & ~mask) - base_unit_;
+}
+
+FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
+    const uint64_t unit_mask = (1ull << unit_shift_) - 1;
+    if ((iova & unit_mask) != 0)
+        return kNil;
+    const uint64_t abs = iova >> unit_shift_;
+    if (abs < base_unit_ || abs - base_unit_ >= end_unit_)
+        return kNil;
+    return static_cast<uint32_t>(abs - base_unit_);
 }
 
 // ---- node pool and free lists --------------------------------------------------------------
@@ -95,6 +118,9 @@ FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
         pool_free_ = nodes_[n].link_next;
         return n;
     }
+    // Grow by 1/8: the pool's slack is metadata too (amortized O(1) all the same).
+    if (nodes_.size() == nodes_.capacity())
+        nodes_.reserve(nodes_.size() + nodes_.size() / 8 + 8);
     nodes_.push_back(Node{0, kNil, kNil, kNil, kNil});
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
@@ -104,175 +130,171 @@ FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
     pool_free_ = n;
 }
 
-FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n) {
-    Node& node = nodes_[n];
-    node.page_flags |= kFreeFlag;
-    const unsigned bin = bin_of(block_pages(n));
+// Pushes free block n (`units` long) on the front of its size-class list.
+FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
+    const unsigned bin = bin_of(units);
     const uint32_t head = bin_head_[bin];
-    if (head != kNil && nodes_[head].page_flags < node.page_flags) {
-        // Lower addresses first (one step of address ordering): allocations gather at the low
-        // end and high blocks stay whole, as in address-ordered best fit.
-        const uint32_t second = nodes_[head].link_next;
-        node.link_prev = head;
-        node.link_next = second;
-        if (second != kNil)
-            nodes_[second].link_prev = n;
-        nodes_[head].link_next = n;
-        return;
-    }
-    node.link_prev = kNil;
-    node.link_next = head;
-    if (head != kNil)
+    nodes_[n].link_prev = kNil;
+    nodes_[n].link_next = head;
+    if (head != kNil) {
         nodes_[head].link_prev = n;
+    } else {
+        sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
+        fl_bitmap_ |= 1u << (bin / kSlCount);
+    }
     bin_head_[bin] = n;
-    sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
-    fl_bitmap_ |= 1ull << (bin / kSlCount);
 }
 
-FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n) {
-    Node& node = nodes_[n];
+// Unlinks free block n (`units` long) from its list. It stays "free" until link_prev is set.
+FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, uint32_t units) {
+    const Node& node = nodes_[n];
     if (node.link_next != kNil)
         nodes_[node.link_next].link_prev = node.link_prev;
     if (node.link_prev != kNil) {
-        // Not the head: the list stays non-empty, so the bin (and the neighbour read its size
-        // needs) is not needed.
         nodes_[node.link_prev].link_next = node.link_next;
-    } else {
-        const unsigned bin = bin_of(block_pages(n));
-        bin_head_[bin] = node.link_next;
-        if (node.link_next == kNil) {
-            const unsigned fl = bin / kSlCount;
-            sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
-            if (sl_bitmap_[fl] == 0)
-                fl_bitmap_ &= ~(1ull << fl);
-        }
+        return;
     }
-    node.page_flags &= ~kFreeFlag;
+    const unsigned bin = bin_of(units);
+    bin_head_[bin] = node.link_next;
+    if (node.link_next == kNil) {
+        const unsigned fl = bin / kSlCount;
+        sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
+        if (sl_bitmap_[fl] == 0)
+            fl_bitmap_ &= ~(1u << fl);
+    }
 }
 
-// Takes [first_page, first_page + pages) out of free block n (already off its list): the front
-// padding and the tail stay free blocks of their own. Returns the live node.
-FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint64_t first_page, uint64_t pages) {
+// Takes [first, first + units) out of free block n (already off its list): the front padding
+// and the tail stay free blocks of their own. Returns the live node.
+FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t units) {
     uint32_t live = n;
-    if (first_page != page(n)) {
-        live = new_node();
-        Node& front = nodes_[n];
-        Node& mid = nodes_[live];
-        mid.page_flags = first_page;
-        mid.phys_prev = n;
-        mid.phys_next = front.phys_next;
-        nodes_[front.phys_next].phys_prev = live;
-        front.phys_next = live;
-        insert_free(n);
+    if (first != page(n)) {
+        live = new_node();  // may move nodes_: no references across it
+        const uint32_t after = nodes_[n].next;
+        nodes_[live] = Node{first, n, after, kLive, kNil};
+        nodes_[after].prev = live;
+        nodes_[n].next = live;
+        insert_free(n, first - page(n));
     }
-    const uint64_t end = first_page + pages;
-    if (end != page(nodes_[live].phys_next)) {
+    const uint32_t end = first + units;
+    const uint32_t after = nodes_[live].next;
+    if (end != page(after)) {
         const uint32_t tail = new_node();
-        Node& mid = nodes_[live];
-        Node& t = nodes_[tail];
-        t.page_flags = end;
-        t.phys_prev = live;
-        t.phys_next = mid.phys_next;
-        nodes_[mid.phys_next].phys_prev = tail;
-        mid.phys_next = tail;
-        insert_free(tail);
+        nodes_[tail] = Node{end, live, after, kNil, kNil};
+        nodes_[after].prev = tail;
+        nodes_[live].next = tail;
+        insert_free(tail, page(after) - end);
     }
+    nodes_[live].link_prev = kLive;
     return live;
+}
+
+// Turns [first, first + units) of free block n (already off its list) into a live range.
+FDNC_HOT_INLINE void IovaHeap::take(uint32_t n, uint32_t first, uint32_t units) {
+    hash_insert(carve(n, first, units));
+    ++live_ranges_;
+    live_units_ += units;
+    peak_live_units_ = std::max(peak_live_units_, live_units_);
 }
 
 // ---- alloc / free --------------------------------------------------------------------------
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
-    if (size == 0 || align == 0 || (align & (align - 1)) != 0 || size > ~0ull - (kPageSize - 1)) {
+    const uint64_t unit_bytes = 1ull << unit_shift_;
+    if (size == 0 || !is_pow2(align) || size > end_unit_ * unit_bytes) {
         ++failed_allocs_;
         return std::nullopt;
     }
-    const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
-    const uint64_t align_pages = align > kPageSize ? align >> kPageShift : 1;
-    const uint64_t mask = align_pages - 1;
+    const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
+    const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
 
-    auto fits = [&](uint32_t n, uint64_t& first) {
-        first = (page(n) + mask) & ~mask;
-        return first + pages <= page(nodes_[n].phys_next);
+    // Where block n can hold the request: its first aligned unit, or kNil.
+    auto fit = [&](uint32_t n) -> uint32_t {
+        const uint64_t first = align_up(page(n), mask);
+        return first + units <= page(nodes_[n].next) ? static_cast<uint32_t>(first) : kNil;
+    };
+    auto found = [&](uint32_t n, unsigned bin, uint32_t first) {
+        // n is the head of `bin` or a later block of it; unlinking needs its size class only
+        // when it is the head, and then the bin is known.
+        const uint32_t next = nodes_[n].link_next;
+        if (nodes_[n].link_prev == kNil) {
+            bin_head_[bin] = next;
+            if (next != kNil) {
+                nodes_[next].link_prev = kNil;
+            } else {
+                sl_bitmap_[bin / kSlCount] &= ~(1u << (bin % kSlCount));
+                if (sl_bitmap_[bin / kSlCount] == 0)
+                    fl_bitmap_ &= ~(1u << (bin / kSlCount));
+            }
+        } else {
+            remove_free(n, 0);  // not the head: the size is not needed
+        }
+        take(n, first, units);
+        return (base_unit_ + first) << unit_shift_;
     };
 
-    uint32_t found = kNil;
-    uint64_t first = 0;
-    const unsigned guaranteed = bin_round_up(pages + mask);
-    // (1) Good fit: the classes below the guaranteed one may hold a block that fits (same class
-    // as the request, or alignment padding smaller than the worst case). Checking a bounded
-    // number of them first keeps big blocks whole, which is what keeps a nearly full heap usable.
-    unsigned probes = 0;
-    for (unsigned bin = first_bin_from(bin_of(pages)); bin < guaranteed && probes < kMaxProbes;
-         bin = first_bin_from(bin + 1)) {
+    const unsigned exact = bin_of(units);
+    const unsigned guaranteed = bin_round_up(uint64_t{units} + mask);
+    // (1) + (2): heads of the request's own class and, for an aligned request, of a few more
+    // classes below the guaranteed one.
+    const unsigned probe_end = mask != 0 ? guaranteed : exact + 1;
+    unsigned bin = first_bin_from(exact);
+    for (unsigned probes = 0; bin < probe_end && probes < kMaxProbes; ++probes) {
+        const uint32_t head = bin_head_[bin];
+        if (const uint32_t first = fit(head); first != kNil)
+            return found(head, bin, first);
+        bin = first_bin_from(bin + 1);
+    }
+    // (3) Every block of the guaranteed class and above fits, alignment padding included.
+    bin = first_bin_from(std::max(bin, guaranteed));
+    if (bin != kBinCount) {
+        const uint32_t head = bin_head_[bin];
+        return found(head, bin, static_cast<uint32_t>(align_up(page(head), mask)));
+    }
+    // (4) Nearly full: a bounded scan of the lists below the guaranteed class.
+    unsigned lists = 0;
+    for (bin = first_bin_from(exact); bin < guaranteed && lists < kMaxProbes;
+         bin = first_bin_from(bin + 1), ++lists) {
+        unsigned probes = 0;
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
              n = nodes_[n].link_next, ++probes) {
-            if (fits(n, first)) {
-                found = n;
-                break;
-            }
-        }
-        if (found != kNil)
-            break;
-    }
-    // (2) Every block of the guaranteed class and above fits, alignment padding included.
-    if (found == kNil) {
-        const unsigned gbin = first_bin_from(guaranteed);
-        if (gbin != kBinCount) {
-            found = bin_head_[gbin];
-            first = (page(found) + mask) & ~mask;
+            if (const uint32_t first = fit(n); first != kNil)
+                return found(n, bin, first);
         }
     }
-    if (found == kNil) {
-        ++failed_allocs_;
-        return std::nullopt;
-    }
-
-    remove_free(found);
-    const uint32_t live = carve(found, first, pages);
-    hash_insert(live);
-    ++live_ranges_;
-    live_pages_ += pages;
-    peak_live_pages_ = std::max(peak_live_pages_, live_pages_);
-    return first << kPageShift;
+    ++failed_allocs_;
+    return std::nullopt;
 }
 
 bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
-    if (size == 0 || (iova & (kPageSize - 1)) != 0 || size > ~0ull - (kPageSize - 1)) {
+    const uint64_t unit_bytes = 1ull << unit_shift_;
+    const uint32_t first = unit_of(iova);
+    if (size == 0 || first == kNil || size > (uint64_t{end_unit_} - first) * unit_bytes) {
         ++failed_allocs_;
         return false;
     }
-    const uint64_t first = iova >> kPageShift;
-    const uint64_t pages = (size + kPageSize - 1) >> kPageShift;
-    if (first < start_page_ || first >= end_page_ || pages > end_page_ - first) {
-        ++failed_allocs_;
-        return false;
-    }
-    // The one free block that contains the first page must contain the whole range (free blocks
+    const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
+    // The one free block that contains the first unit must contain the whole range (free blocks
     // are never adjacent, so a range spanning two blocks crosses a live one).
-    for (unsigned fl = 0; fl < kFlCount; ++fl) {
-        if (((fl_bitmap_ >> fl) & 1) == 0)
-            continue;
-        for (unsigned sl = 0; sl < kSlCount; ++sl) {
-            for (uint32_t n = bin_head_[fl * kSlCount + sl]; n != kNil; n = nodes_[n].link_next) {
-                const uint64_t lo = page(n), hi = page(nodes_[n].phys_next);
+    for (uint32_t rows = fl_bitmap_; rows != 0; rows &= rows - 1) {
+        const unsigned fl = lowest_bit(rows);
+        for (uint32_t bins = sl_bitmap_[fl]; bins != 0; bins &= bins - 1) {
+            for (uint32_t n = bin_head_[fl * kSlCount + lowest_bit(bins)]; n != kNil;
+                 n = nodes_[n].link_next) {
+                const uint32_t lo = page(n), hi = page(nodes_[n].next);
                 if (first < lo || first >= hi)
                     continue;
-                if (first + pages > hi) {
+                if (uint64_t{first} + units > hi) {
                     ++failed_allocs_;
                     return false;
                 }
-                remove_free(n);
-                const uint32_t live = carve(n, first, pages);
-                hash_insert(live);
-                ++live_ranges_;
-                live_pages_ += pages;
-                peak_live_pages_ = std::max(peak_live_pages_, live_pages_);
+                remove_free(n, hi - lo);
+                take(n, first, units);
                 return true;
             }
         }
     }
-    ++failed_allocs_;  // the first page is live
+    ++failed_allocs_;  // the first unit is live
     return false;
 }
 
@@ -284,95 +306,98 @@ bool IovaHeap::bad_free() {
 
 void IovaHeap::free(uint64_t iova) {
     // One walk of the hash chain both finds the node and unlinks it.
-    uint32_t* link = nullptr;
-    const uint64_t pg = iova >> kPageShift;
-    if ((iova & (kPageSize - 1)) == 0 && pg >= start_page_ && pg < end_page_) {
-        link = &buckets_[bucket_of(pg)];
-        while (*link != kNil && nodes_[*link].page_flags != pg)
-            link = &nodes_[*link].link_next;
+    const uint32_t unit = unit_of(iova);
+    if (unit == kNil) {
+        bad_free();
+        return;
     }
-    if (link == nullptr || *link == kNil) {
+    uint32_t* link = &buckets_[bucket_of(unit)];
+    while (*link != kNil && page(*link) != unit)
+        link = &nodes_[*link].link_next;
+    if (*link == kNil) {
         bad_free();
         return;
     }
     const uint32_t n = *link;
     *link = nodes_[n].link_next;
     --live_ranges_;
-    live_pages_ -= block_pages(n);
 
     // Immediate coalescing: a free block never has a free neighbour.
     uint32_t block = n;
-    const uint32_t prev = nodes_[n].phys_prev;
+    uint32_t lo = unit;
+    uint32_t next = nodes_[n].next;
+    uint32_t hi = page(next);
+    live_units_ -= hi - lo;
+    const uint32_t prev = nodes_[n].prev;
     if (prev != kNil && is_free(prev)) {
-        remove_free(prev);
-        const uint32_t next = nodes_[n].phys_next;
-        nodes_[prev].phys_next = next;
-        nodes_[next].phys_prev = prev;
+        lo = page(prev);
+        remove_free(prev, unit - lo);
+        nodes_[prev].next = next;
+        nodes_[next].prev = prev;
         release_node(n);
         block = prev;
     }
-    const uint32_t next = nodes_[block].phys_next;
     if (is_free(next)) {  // the sentinel is never free
-        remove_free(next);
-        const uint32_t after = nodes_[next].phys_next;
-        nodes_[block].phys_next = after;
-        nodes_[after].phys_prev = block;
+        const uint32_t after = nodes_[next].next;
+        remove_free(next, page(after) - hi);
+        hi = page(after);
+        nodes_[block].next = after;
+        nodes_[after].prev = block;
         release_node(next);
     }
-    insert_free(block);
+    insert_free(block, hi - lo);
 }
 
 uint64_t IovaHeap::allocation_size(uint64_t iova) const {
     const uint32_t n = find_live(iova);
-    return n == kNil ? 0 : block_pages(n) << kPageShift;
+    return n == kNil ? 0 : uint64_t{block_units(n)} << unit_shift_;
 }
 
 IovaHeap::Stats IovaHeap::stats() const {
     Stats s;
     s.live_ranges = live_ranges_;
-    s.live_bytes = live_pages_ << kPageShift;
-    s.free_bytes = ((end_page_ - start_page_) - live_pages_) << kPageShift;
-    s.peak_live_bytes = peak_live_pages_ << kPageShift;
+    s.live_bytes = live_units_ << unit_shift_;
+    s.free_bytes = (end_unit_ - live_units_) << unit_shift_;
+    s.peak_live_bytes = peak_live_units_ << unit_shift_;
     s.failed_allocs = failed_allocs_;
     s.bad_frees = bad_frees_;
     // The largest block is in the highest non-empty bin (bins are ordered by size).
     if (fl_bitmap_ != 0) {
-        const unsigned fl = 63 - static_cast<unsigned>(std::countl_zero(fl_bitmap_));
-        const unsigned bin =
-            fl * kSlCount + 31 - static_cast<unsigned>(std::countl_zero(sl_bitmap_[fl]));
+        const unsigned fl = msb(fl_bitmap_);
+        const unsigned bin = fl * kSlCount + msb(sl_bitmap_[fl]);
         uint64_t largest = 0;
         for (uint32_t n = bin_head_[bin]; n != kNil; n = nodes_[n].link_next)
-            largest = std::max(largest, block_pages(n));
-        s.largest_free = largest << kPageShift;
+            largest = std::max<uint64_t>(largest, block_units(n));
+        s.largest_free = largest << unit_shift_;
     }
     return s;
 }
 
 bool IovaHeap::check_invariants() const {
-    // Physical chain: from the sentinel backwards, contiguous, no two free blocks adjacent.
-    uint64_t blocks = 0, free_blocks = 0, live = 0, live_pages = 0;
-    uint32_t n = nodes_[sentinel_].phys_prev;
+    // Address chain: from the sentinel backwards, contiguous, no two free blocks adjacent.
+    uint64_t blocks = 0, free_blocks = 0, live = 0, live_units = 0;
+    uint32_t n = nodes_[sentinel_].prev;
     uint32_t after = sentinel_;
     while (n != kNil) {
-        if (nodes_[n].phys_next != after || page(n) >= page(after))
+        if (nodes_[n].next != after || page(n) >= page(after))
             return false;
         if (is_free(n)) {
             if (is_free(after))
                 return false;
             ++free_blocks;
         } else {
-            if (find_live(page(n) << kPageShift) != n)
+            if (find_live((base_unit_ + page(n)) << unit_shift_) != n)
                 return false;
             ++live;
-            live_pages += block_pages(n);
+            live_units += block_units(n);
         }
         ++blocks;
         after = n;
-        n = nodes_[n].phys_prev;
+        n = nodes_[n].prev;
     }
-    if (blocks != 0 && page(after) != start_page_)
+    if (blocks != 0 && page(after) != 0)
         return false;
-    if (live != live_ranges_ || live_pages != live_pages_)
+    if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_))
         return false;
     // Size-class lists and bitmaps.
     uint64_t listed = 0;
@@ -383,7 +408,7 @@ bool IovaHeap::check_invariants() const {
             return false;
         uint32_t prev = kNil;
         for (uint32_t f = bin_head_[bin]; f != kNil; f = nodes_[f].link_next) {
-            if (!is_free(f) || bin_of(block_pages(f)) != bin || nodes_[f].link_prev != prev)
+            if (!is_free(f) || bin_of(block_units(f)) != bin || nodes_[f].link_prev != prev)
                 return false;
             prev = f;
             ++listed;
@@ -398,18 +423,16 @@ bool IovaHeap::check_invariants() const {
 
 // ---- iova -> live node hash ----------------------------------------------------------------
 
-FDNC_HOT_INLINE size_t IovaHeap::bucket_of(uint64_t page) const {
-    return static_cast<size_t>((page * kHashMul) >> bucket_shift_);
+FDNC_HOT_INLINE size_t IovaHeap::bucket_of(uint32_t unit) const {
+    return static_cast<size_t>((unit * kHashMul) >> bucket_shift_);
 }
 
 uint32_t IovaHeap::find_live(uint64_t iova) const {
-    if ((iova & (kPageSize - 1)) != 0)
+    const uint32_t unit = unit_of(iova);
+    if (unit == kNil)
         return kNil;
-    const uint64_t pg = iova >> kPageShift;
-    if (pg < start_page_ || pg >= end_page_)
-        return kNil;
-    for (uint32_t n = buckets_[bucket_of(pg)]; n != kNil; n = nodes_[n].link_next) {
-        if (nodes_[n].page_flags == pg)  // live nodes carry no free flag
+    for (uint32_t n = buckets_[bucket_of(unit)]; n != kNil; n = nodes_[n].link_next) {
+        if (page(n) == unit)  // chains hold live nodes only
             return n;
     }
     return kNil;
