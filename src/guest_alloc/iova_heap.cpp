@@ -134,6 +134,17 @@ FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
 FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
     const unsigned bin = bin_of(units);
     const uint32_t head = bin_head_[bin];
+    if (nearly_full() && head != kNil && page(head) < page(n)) {
+        // Nearly full: keep the lower address first (one step of address ordering), so
+        // allocations gather at the low end and higher blocks stay whole.
+        const uint32_t second = nodes_[head].link_next;
+        nodes_[n].link_prev = head;
+        nodes_[n].link_next = second;
+        if (second != kNil)
+            nodes_[second].link_prev = n;
+        nodes_[head].link_next = n;
+        return;
+    }
     nodes_[n].link_prev = kNil;
     nodes_[n].link_next = head;
     if (head != kNil) {
@@ -145,8 +156,8 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
     bin_head_[bin] = n;
 }
 
-// Unlinks free block n (`units` long) from its list. It stays "free" until link_prev is set.
-FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, uint32_t units) {
+// Unlinks free block n from its list, `bin`. It stays "free" until link_prev is set.
+FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
     const Node& node = nodes_[n];
     if (node.link_next != kNil)
         nodes_[node.link_next].link_prev = node.link_prev;
@@ -154,7 +165,6 @@ FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, uint32_t units) {
         nodes_[node.link_prev].link_next = node.link_next;
         return;
     }
-    const unsigned bin = bin_of(units);
     bin_head_[bin] = node.link_next;
     if (node.link_next == kNil) {
         const unsigned fl = bin / kSlCount;
@@ -189,12 +199,30 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
     return live;
 }
 
-// Turns [first, first + units) of free block n (already off its list) into a live range.
-FDNC_HOT_INLINE void IovaHeap::take(uint32_t n, uint32_t first, uint32_t units) {
-    hash_insert(carve(n, first, units));
+// Turns [first, first + units) of free block n (in list `bin`) into a live range; returns first.
+FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first, uint32_t units) {
+    const uint32_t end = first + units;
+    const uint32_t hi = page(nodes_[n].next);
+    uint32_t live;
+    if (first == page(n) && end != hi && bin_of(hi - end) == bin) {
+        // The rest stays in n's size class (a big block): n keeps its place in the list and only
+        // moves up; the live range is a new node in front of it.
+        live = new_node();
+        const uint32_t below = nodes_[n].prev;
+        nodes_[live] = Node{first, below, n, kLive, kNil};
+        if (below != kNil)
+            nodes_[below].next = live;
+        nodes_[n].prev = live;
+        nodes_[n].page = end;
+    } else {
+        remove_free(n, bin);
+        live = carve(n, first, units);
+    }
+    hash_insert(live);
     ++live_ranges_;
     live_units_ += units;
     peak_live_units_ = std::max(peak_live_units_, live_units_);
+    return first;
 }
 
 // ---- alloc / free --------------------------------------------------------------------------
@@ -214,23 +242,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         return first + units <= page(nodes_[n].next) ? static_cast<uint32_t>(first) : kNil;
     };
     auto found = [&](uint32_t n, unsigned bin, uint32_t first) {
-        // n is the head of `bin` or a later block of it; unlinking needs its size class only
-        // when it is the head, and then the bin is known.
-        const uint32_t next = nodes_[n].link_next;
-        if (nodes_[n].link_prev == kNil) {
-            bin_head_[bin] = next;
-            if (next != kNil) {
-                nodes_[next].link_prev = kNil;
-            } else {
-                sl_bitmap_[bin / kSlCount] &= ~(1u << (bin % kSlCount));
-                if (sl_bitmap_[bin / kSlCount] == 0)
-                    fl_bitmap_ &= ~(1u << (bin / kSlCount));
-            }
-        } else {
-            remove_free(n, 0);  // not the head: the size is not needed
-        }
-        take(n, first, units);
-        return (base_unit_ + first) << unit_shift_;
+        return (base_unit_ + take(n, bin, first, units)) << unit_shift_;
     };
 
     const unsigned exact = bin_of(units);
@@ -239,6 +251,16 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     // classes below the guaranteed one.
     const unsigned probe_end = mask != 0 ? guaranteed : exact + 1;
     unsigned bin = first_bin_from(exact);
+    if (bin == exact) {
+        unsigned probes = 0;
+        const unsigned limit = nearly_full() ? kMaxProbes : 1;
+        for (uint32_t n = bin_head_[bin]; n != kNil && probes < limit;
+             n = nodes_[n].link_next, ++probes) {
+            if (const uint32_t first = fit(n); first != kNil)
+                return found(n, bin, first);
+        }
+        bin = first_bin_from(bin + 1);
+    }
     for (unsigned probes = 0; bin < probe_end && probes < kMaxProbes; ++probes) {
         const uint32_t head = bin_head_[bin];
         if (const uint32_t first = fit(head); first != kNil)
@@ -288,8 +310,7 @@ bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
                     ++failed_allocs_;
                     return false;
                 }
-                remove_free(n, hi - lo);
-                take(n, first, units);
+                take(n, bin_of(hi - lo), first, units);
                 return true;
             }
         }
@@ -331,7 +352,7 @@ void IovaHeap::free(uint64_t iova) {
     const uint32_t prev = nodes_[n].prev;
     if (prev != kNil && is_free(prev)) {
         lo = page(prev);
-        remove_free(prev, unit - lo);
+        remove_free(prev, bin_of(unit - lo));
         nodes_[prev].next = next;
         nodes_[next].prev = prev;
         release_node(n);
@@ -339,7 +360,7 @@ void IovaHeap::free(uint64_t iova) {
     }
     if (is_free(next)) {  // the sentinel is never free
         const uint32_t after = nodes_[next].next;
-        remove_free(next, page(after) - hi);
+        remove_free(next, bin_of(page(after) - hi));
         hi = page(after);
         nodes_[block].next = after;
         nodes_[after].prev = block;

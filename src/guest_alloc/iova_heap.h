@@ -122,6 +122,8 @@ private:
     };
     static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
 
+    // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
+    bool nearly_full() const { return live_units_ > end_unit_ - end_unit_ / 8; }
     uint32_t page(uint32_t n) const { return nodes_[n].page; }
     bool is_free(uint32_t n) const { return nodes_[n].link_prev != kLive; }
     uint32_t block_units(uint32_t n) const { return page(nodes_[n].next) - page(n); }
@@ -134,9 +136,9 @@ private:
     uint32_t new_node();
     void release_node(uint32_t n);
     void insert_free(uint32_t n, uint32_t units);
-    void remove_free(uint32_t n, uint32_t units);
+    void remove_free(uint32_t n, unsigned bin);
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
-    void take(uint32_t n, uint32_t first, uint32_t units);
+    uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
     uint32_t unit_of(uint64_t iova) const;  // kNil unless a unit-aligned address in range
 
     uint32_t find_live(uint64_t iova) const;
