@@ -459,28 +459,36 @@ void bm_w3(benchmark::State& state) {
     state.counters["live"] = double(live.size());
 }
 
+// Both allocators are registered per workload, side by side, so each ratio compares runs made
+// close together in time (use --benchmark_enable_random_interleaving with repetitions too).
 template <class A>
-void register_all() {
+void register_workload(int w) {
     const std::string n = A::name();
-    benchmark::RegisterBenchmark(("W1_churn_10k/" + n).c_str(), bm_w1<A>)->Iterations(10);
-    benchmark::RegisterBenchmark(("W2_frames/" + n).c_str(), bm_w2<A>)->Iterations(kW2Iterations);
-    benchmark::RegisterBenchmark(("W3_95pct/" + n).c_str(), bm_w3<A>)
-        ->ArgName("seed")
-        ->DenseRange(3, 10)
-        ->Iterations(10);
-    benchmark::RegisterBenchmark(("W4_small/" + n).c_str(), bm_w4<A>)
-        ->Arg(100)
-        ->Arg(1000)
-        ->Arg(10000)
-        ->Arg(100000)
-        ->Iterations(10);
+    if (w == 1)
+        benchmark::RegisterBenchmark(("W1_churn_10k/" + n).c_str(), bm_w1<A>)->Iterations(10);
+    if (w == 2)
+        benchmark::RegisterBenchmark(("W2_frames/" + n).c_str(), bm_w2<A>)->Iterations(kW2Iterations);
+    if (w == 3)
+        benchmark::RegisterBenchmark(("W3_95pct/" + n).c_str(), bm_w3<A>)
+            ->ArgName("seed")
+            ->DenseRange(3, 10)
+            ->Iterations(10);
+    if (w == 4)
+        benchmark::RegisterBenchmark(("W4_small/" + n).c_str(), bm_w4<A>)
+            ->Arg(100)
+            ->Arg(1000)
+            ->Arg(10000)
+            ->Arg(100000)
+            ->Iterations(10);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    register_all<Fdnc>();
-    register_all<BestFitMap>();
+    for (int w = 1; w <= 4; ++w) {
+        register_workload<Fdnc>(w);
+        register_workload<BestFitMap>(w);
+    }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv))
         return 1;

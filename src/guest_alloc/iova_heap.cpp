@@ -40,6 +40,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     base_unit_ = (start_page + (1ull << extra) - 1) >> extra;
     const uint64_t end = std::max(end_page >> extra, base_unit_);
     end_unit_ = static_cast<uint32_t>(end - base_unit_);
+    tight_units_ = end_unit_ - end_unit_ / 8;
 
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
     bucket_shift_ = 32 - kInitialBucketBits;
@@ -229,49 +230,69 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     const uint64_t unit_bytes = 1ull << unit_shift_;
-    if (size == 0 || !is_pow2(align) || size > end_unit_ * unit_bytes) {
+    if (size == 0 || !is_pow2(align) || size > this->size()) {
         ++failed_allocs_;
         return std::nullopt;
     }
     const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
     const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
+    uint32_t first = kNil;
+    if (mask == 0 && !nearly_full()) {
+        // The common case, kept short: (1) the head of the request's own class if it is long
+        // enough (below 32 units always: an exact fit), else (3) the head of the first non-empty
+        // class whose every block is.
+        const unsigned exact = bin_of(units);
+        const uint32_t head = bin_head_[exact];
+        if (head != kNil && page(nodes_[head].next) - page(head) >= units) {
+            first = take(head, exact, page(head), units);
+        } else if (const unsigned bin = first_bin_from(bin_round_up(units)); bin != kBinCount) {
+            const uint32_t n = bin_head_[bin];
+            first = take(n, bin, page(n), units);
+        }
+    }
+    if (first == kNil)
+        first = alloc_slow(units, mask);
+    if (first == kNil) {
+        ++failed_allocs_;
+        return std::nullopt;
+    }
+    return (base_unit_ + first) << unit_shift_;
+}
 
+// Aligned requests, a nearly full heap, and whatever the short path did not find: the probing
+// steps (1)-(4) of the header. Returns the first unit taken, or kNil.
+uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
     // Where block n can hold the request: its first aligned unit, or kNil.
     auto fit = [&](uint32_t n) -> uint32_t {
         const uint64_t first = align_up(page(n), mask);
         return first + units <= page(nodes_[n].next) ? static_cast<uint32_t>(first) : kNil;
     };
-    auto found = [&](uint32_t n, unsigned bin, uint32_t first) {
-        return (base_unit_ + take(n, bin, first, units)) << unit_shift_;
-    };
-
     const unsigned exact = bin_of(units);
     const unsigned guaranteed = bin_round_up(uint64_t{units} + mask);
-    // (1) + (2): heads of the request's own class and, for an aligned request, of a few more
-    // classes below the guaranteed one.
-    const unsigned probe_end = mask != 0 ? guaranteed : exact + 1;
+    // (1) The request's own class: its head, or up to kMaxProbes blocks when nearly full.
     unsigned bin = first_bin_from(exact);
     if (bin == exact) {
-        unsigned probes = 0;
         const unsigned limit = nearly_full() ? kMaxProbes : 1;
+        unsigned probes = 0;
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < limit;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNil)
-                return found(n, bin, first);
+                return take(n, bin, first, units);
         }
         bin = first_bin_from(bin + 1);
     }
-    for (unsigned probes = 0; bin < probe_end && probes < kMaxProbes; ++probes) {
+    // (2) Aligned: the heads of a few classes below the guaranteed one (most fit with padding).
+    for (unsigned probes = 0; mask != 0 && bin < guaranteed && probes < kMaxProbes; ++probes) {
         const uint32_t head = bin_head_[bin];
         if (const uint32_t first = fit(head); first != kNil)
-            return found(head, bin, first);
+            return take(head, bin, first, units);
         bin = first_bin_from(bin + 1);
     }
     // (3) Every block of the guaranteed class and above fits, alignment padding included.
     bin = first_bin_from(std::max(bin, guaranteed));
     if (bin != kBinCount) {
         const uint32_t head = bin_head_[bin];
-        return found(head, bin, static_cast<uint32_t>(align_up(page(head), mask)));
+        return take(head, bin, static_cast<uint32_t>(align_up(page(head), mask)), units);
     }
     // (4) Nearly full: a bounded scan of the lists below the guaranteed class.
     unsigned lists = 0;
@@ -281,11 +302,10 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNil)
-                return found(n, bin, first);
+                return take(n, bin, first, units);
         }
     }
-    ++failed_allocs_;
-    return std::nullopt;
+    return kNil;
 }
 
 bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {

@@ -123,7 +123,7 @@ private:
     static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
 
     // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
-    bool nearly_full() const { return live_units_ > end_unit_ - end_unit_ / 8; }
+    bool nearly_full() const { return live_units_ > tight_units_; }
     uint32_t page(uint32_t n) const { return nodes_[n].page; }
     bool is_free(uint32_t n) const { return nodes_[n].link_prev != kLive; }
     uint32_t block_units(uint32_t n) const { return page(nodes_[n].next) - page(n); }
@@ -139,6 +139,7 @@ private:
     void remove_free(uint32_t n, unsigned bin);
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
+    uint32_t alloc_slow(uint32_t units, uint64_t mask);
     uint32_t unit_of(uint64_t iova) const;  // kNil unless a unit-aligned address in range
 
     uint32_t find_live(uint64_t iova) const;
@@ -158,6 +159,7 @@ private:
     uint64_t base_unit_ = 0;  // absolute unit number of relative unit 0
     unsigned unit_shift_ = kPageShift;
     uint32_t end_unit_ = 0;  // relative; the sentinel's page
+    uint32_t tight_units_ = 0;  // 7/8 of end_unit_
     uint32_t sentinel_ = kNil;
     uint64_t live_ranges_ = 0;
     uint64_t live_units_ = 0;
