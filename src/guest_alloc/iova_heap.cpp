@@ -45,6 +45,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
     bucket_shift_ = 32 - kInitialBucketBits;
 
+    new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
     sentinel_ = new_node();
     nodes_[sentinel_] = Node{end_unit_, kNil, kNil, kLive, kNil};  // never free, never merged
     if (end_unit_ > 0) {
@@ -104,10 +105,10 @@ FDNC_HOT_INLINE uint64_t IovaHeap::align_up(uint32_t unit, uint64_t mask) const 
 FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
     const uint64_t unit_mask = (1ull << unit_shift_) - 1;
     if ((iova & unit_mask) != 0)
-        return kNil;
+        return kNoUnit;
     const uint64_t abs = iova >> unit_shift_;
     if (abs < base_unit_ || abs - base_unit_ >= end_unit_)
-        return kNil;
+        return kNoUnit;
     return static_cast<uint32_t>(abs - base_unit_);
 }
 
@@ -141,38 +142,39 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
         const uint32_t second = nodes_[head].link_next;
         nodes_[n].link_prev = head;
         nodes_[n].link_next = second;
-        if (second != kNil)
-            nodes_[second].link_prev = n;
+        nodes_[second].link_prev = n;
         nodes_[head].link_next = n;
         return;
     }
     nodes_[n].link_prev = kNil;
     nodes_[n].link_next = head;
-    if (head != kNil) {
-        nodes_[head].link_prev = n;
-    } else {
-        sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
-        fl_bitmap_ |= 1u << (bin / kSlCount);
-    }
+    nodes_[head].link_prev = n;  // kNil is node 0: a write there is thrown away
+    sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
+    fl_bitmap_ |= 1u << (bin / kSlCount);
     bin_head_[bin] = n;
 }
 
 // Unlinks free block n from its list, `bin`. It stays "free" until link_prev is set.
 FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
-    const Node& node = nodes_[n];
-    if (node.link_next != kNil)
-        nodes_[node.link_next].link_prev = node.link_prev;
-    if (node.link_prev != kNil) {
-        nodes_[node.link_prev].link_next = node.link_next;
+    const uint32_t prev = nodes_[n].link_prev, next = nodes_[n].link_next;
+    nodes_[next].link_prev = prev;  // no branch for a missing neighbour (node 0)
+    if (prev != kNil) {
+        nodes_[prev].link_next = next;
         return;
     }
-    bin_head_[bin] = node.link_next;
-    if (node.link_next == kNil) {
-        const unsigned fl = bin / kSlCount;
-        sl_bitmap_[fl] &= ~(1u << (bin % kSlCount));
-        if (sl_bitmap_[fl] == 0)
-            fl_bitmap_ &= ~(1u << fl);
-    }
+    bin_head_[bin] = next;
+    const unsigned fl = bin / kSlCount;
+    sl_bitmap_[fl] &= ~(uint32_t{next == kNil} << (bin % kSlCount));
+    fl_bitmap_ &= ~(uint32_t{sl_bitmap_[fl] == 0} << fl);
+}
+
+// Free block n grew (or shrank) from `old_units` to `units`: it changes lists only if its class did.
+FDNC_HOT_INLINE void IovaHeap::resize_free(uint32_t n, uint32_t old_units, uint32_t units) {
+    const unsigned bin = bin_of(old_units);
+    if (bin_of(units) == bin)
+        return;
+    remove_free(n, bin);
+    insert_free(n, units);
 }
 
 // Takes [first, first + units) out of free block n (already off its list): the front padding
@@ -211,8 +213,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
         live = new_node();
         const uint32_t below = nodes_[n].prev;
         nodes_[live] = Node{first, below, n, kLive, kNil};
-        if (below != kNil)
-            nodes_[below].next = live;
+        nodes_[below].next = live;  // node 0 when n is the first block
         nodes_[n].prev = live;
         nodes_[n].page = end;
     } else {
@@ -236,7 +237,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     }
     const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
     const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
-    uint32_t first = kNil;
+    uint32_t first = kNoUnit;
     if (mask == 0 && !nearly_full()) {
         // The common case, kept short: (1) the head of the request's own class if it is long
         // enough (below 32 units always: an exact fit), else (3) the head of the first non-empty
@@ -250,9 +251,9 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
             first = take(n, bin, page(n), units);
         }
     }
-    if (first == kNil)
+    if (first == kNoUnit)
         first = alloc_slow(units, mask);
-    if (first == kNil) {
+    if (first == kNoUnit) {
         ++failed_allocs_;
         return std::nullopt;
     }
@@ -260,12 +261,12 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
 }
 
 // Aligned requests, a nearly full heap, and whatever the short path did not find: the probing
-// steps (1)-(4) of the header. Returns the first unit taken, or kNil.
+// steps (1)-(4) of the header. Returns the first unit taken, or kNoUnit.
 uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
-    // Where block n can hold the request: its first aligned unit, or kNil.
+    // Where block n can hold the request: its first aligned unit, or kNoUnit.
     auto fit = [&](uint32_t n) -> uint32_t {
         const uint64_t first = align_up(page(n), mask);
-        return first + units <= page(nodes_[n].next) ? static_cast<uint32_t>(first) : kNil;
+        return first + units <= page(nodes_[n].next) ? static_cast<uint32_t>(first) : kNoUnit;
     };
     const unsigned exact = bin_of(units);
     const unsigned guaranteed = bin_round_up(uint64_t{units} + mask);
@@ -276,7 +277,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         unsigned probes = 0;
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < limit;
              n = nodes_[n].link_next, ++probes) {
-            if (const uint32_t first = fit(n); first != kNil)
+            if (const uint32_t first = fit(n); first != kNoUnit)
                 return take(n, bin, first, units);
         }
         bin = first_bin_from(bin + 1);
@@ -284,7 +285,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
     // (2) Aligned: the heads of a few classes below the guaranteed one (most fit with padding).
     for (unsigned probes = 0; mask != 0 && bin < guaranteed && probes < kMaxProbes; ++probes) {
         const uint32_t head = bin_head_[bin];
-        if (const uint32_t first = fit(head); first != kNil)
+        if (const uint32_t first = fit(head); first != kNoUnit)
             return take(head, bin, first, units);
         bin = first_bin_from(bin + 1);
     }
@@ -301,17 +302,17 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         unsigned probes = 0;
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
              n = nodes_[n].link_next, ++probes) {
-            if (const uint32_t first = fit(n); first != kNil)
+            if (const uint32_t first = fit(n); first != kNoUnit)
                 return take(n, bin, first, units);
         }
     }
-    return kNil;
+    return kNoUnit;
 }
 
 bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
     const uint64_t unit_bytes = 1ull << unit_shift_;
     const uint32_t first = unit_of(iova);
-    if (size == 0 || first == kNil || size > (uint64_t{end_unit_} - first) * unit_bytes) {
+    if (size == 0 || first == kNoUnit || size > (uint64_t{end_unit_} - first) * unit_bytes) {
         ++failed_allocs_;
         return false;
     }
@@ -348,7 +349,7 @@ bool IovaHeap::bad_free() {
 void IovaHeap::free(uint64_t iova) {
     // One walk of the hash chain both finds the node and unlinks it.
     const uint32_t unit = unit_of(iova);
-    if (unit == kNil) {
+    if (unit == kNoUnit) {
         bad_free();
         return;
     }
@@ -363,30 +364,36 @@ void IovaHeap::free(uint64_t iova) {
     *link = nodes_[n].link_next;
     --live_ranges_;
 
-    // Immediate coalescing: a free block never has a free neighbour.
-    uint32_t block = n;
-    uint32_t lo = unit;
-    uint32_t next = nodes_[n].next;
-    uint32_t hi = page(next);
-    live_units_ -= hi - lo;
+    // Immediate coalescing: a free block never has a free neighbour. A merged block keeps the
+    // node (and list place, if its class does not change) of the free neighbour it grows from.
     const uint32_t prev = nodes_[n].prev;
+    const uint32_t next = nodes_[n].next;
+    const uint32_t hi = page(next);
+    live_units_ -= hi - unit;
+    const bool next_free = is_free(next);  // the sentinel is never free
     if (prev != kNil && is_free(prev)) {
-        lo = page(prev);
-        remove_free(prev, bin_of(unit - lo));
-        nodes_[prev].next = next;
-        nodes_[next].prev = prev;
+        const uint32_t lo = page(prev);
+        uint32_t after = next, end = hi;
+        if (next_free) {
+            after = nodes_[next].next;
+            end = page(after);
+            remove_free(next, bin_of(end - hi));
+            release_node(next);
+        }
+        nodes_[prev].next = after;
+        nodes_[after].prev = prev;
         release_node(n);
-        block = prev;
+        resize_free(prev, unit - lo, end - lo);
+    } else if (next_free) {
+        const uint32_t end = page(nodes_[next].next);
+        nodes_[next].page = unit;
+        nodes_[next].prev = prev;
+        nodes_[prev].next = next;  // node 0 when n was the first block
+        release_node(n);
+        resize_free(next, end - hi, end - unit);
+    } else {
+        insert_free(n, hi - unit);
     }
-    if (is_free(next)) {  // the sentinel is never free
-        const uint32_t after = nodes_[next].next;
-        remove_free(next, bin_of(page(after) - hi));
-        hi = page(after);
-        nodes_[block].next = after;
-        nodes_[after].prev = block;
-        release_node(next);
-    }
-    insert_free(block, hi - lo);
 }
 
 uint64_t IovaHeap::allocation_size(uint64_t iova) const {
@@ -470,7 +477,7 @@ FDNC_HOT_INLINE size_t IovaHeap::bucket_of(uint32_t unit) const {
 
 uint32_t IovaHeap::find_live(uint64_t iova) const {
     const uint32_t unit = unit_of(iova);
-    if (unit == kNil)
+    if (unit == kNoUnit)
         return kNil;
     for (uint32_t n = buckets_[bucket_of(unit)]; n != kNil; n = nodes_[n].link_next) {
         if (page(n) == unit)  // chains hold live nodes only

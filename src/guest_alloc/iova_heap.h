@@ -105,7 +105,10 @@ public:
     void reserve(uint32_t live_ranges);
 
 private:
-    static constexpr uint32_t kNil = 0xffffffffu;
+    // "No node" is node 0, a real but unused node: list updates may write to it instead of
+    // testing for a missing neighbour first.
+    static constexpr uint32_t kNil = 0;
+    static constexpr uint32_t kNoUnit = 0xffffffffu;  // never a first unit (the range ends below)
     static constexpr uint32_t kLive = 0xfffffffeu;  // link_prev of a live (or sentinel) node
     static constexpr unsigned kSlBits = 5;
     static constexpr unsigned kSlCount = 1u << kSlBits;
@@ -137,10 +140,11 @@ private:
     void release_node(uint32_t n);
     void insert_free(uint32_t n, uint32_t units);
     void remove_free(uint32_t n, unsigned bin);
+    void resize_free(uint32_t n, uint32_t old_units, uint32_t units);
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
     uint32_t alloc_slow(uint32_t units, uint64_t mask);
-    uint32_t unit_of(uint64_t iova) const;  // kNil unless a unit-aligned address in range
+    uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
 
     uint32_t find_live(uint64_t iova) const;
     size_t bucket_of(uint32_t unit) const;
