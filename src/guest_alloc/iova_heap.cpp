@@ -44,6 +44,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
 
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
     bucket_shift_ = 32 - kInitialBucketBits;
+    hash_limit_ = buckets_.size();
 
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
     sentinel_ = new_node();
@@ -106,10 +107,10 @@ FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
     const uint64_t unit_mask = (1ull << unit_shift_) - 1;
     if ((iova & unit_mask) != 0)
         return kNoUnit;
-    const uint64_t abs = iova >> unit_shift_;
-    if (abs < base_unit_ || abs - base_unit_ >= end_unit_)
+    const uint64_t rel = (iova >> unit_shift_) - base_unit_;  // below the range wraps high
+    if (rel >= end_unit_)
         return kNoUnit;
-    return static_cast<uint32_t>(abs - base_unit_);
+    return static_cast<uint32_t>(rel);
 }
 
 // ---- node pool and free lists --------------------------------------------------------------
@@ -120,9 +121,10 @@ FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
         pool_free_ = nodes_[n].link_next;
         return n;
     }
-    // Grow by 1/8: the pool's slack is metadata too (amortized O(1) all the same).
+    // Grow by 1/16: the pool's slack is metadata too. Amortized O(1) all the same, and it only
+    // happens while the live set grows.
     if (nodes_.size() == nodes_.capacity())
-        nodes_.reserve(nodes_.size() + nodes_.size() / 8 + 8);
+        nodes_.reserve(nodes_.size() + nodes_.size() / 16 + 8);
     nodes_.push_back(Node{0, kNil, kNil, kNil, kNil});
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
@@ -487,7 +489,7 @@ uint32_t IovaHeap::find_live(uint64_t iova) const {
 }
 
 FDNC_HOT_INLINE void IovaHeap::hash_insert(uint32_t n) {
-    if (live_ranges_ + 1 > buckets_.size())
+    if (live_ranges_ >= hash_limit_)
         hash_grow();
     uint32_t& head = buckets_[bucket_of(page(n))];
     nodes_[n].link_next = head;
@@ -498,6 +500,7 @@ void IovaHeap::hash_grow() {
     std::vector<uint32_t> old(buckets_.size() * 2, kNil);
     old.swap(buckets_);
     --bucket_shift_;
+    hash_limit_ = buckets_.size();
     for (uint32_t chain : old) {
         while (chain != kNil) {
             const uint32_t next = nodes_[chain].link_next;

@@ -11,7 +11,7 @@
 // alignments there are rounded to that unit.
 //
 // Blocks. The range is tiled by blocks, live or free; each block is a 20-byte Node in a pool
-// (std::vector indexed by u32, recycled through a free-node list, grown by 1/8 at a time, so after
+// (std::vector indexed by u32, recycled through a free-node list, grown by 1/16 at a time, so after
 // warm-up nothing is allocated). A node holds its first unit, its neighbours by address
 // (prev/next) and two links: a free block's size-class list (link_prev, link_next), a live
 // block's hash chain (link_next; link_prev = kLive marks it live). A block's size is
@@ -156,6 +156,7 @@ private:
     uint32_t pool_free_ = kNil;
     std::vector<uint32_t> buckets_;
     unsigned bucket_shift_ = 32;
+    uint64_t hash_limit_ = 0;  // live ranges the buckets take before they double (load <= 1)
     uint32_t fl_bitmap_ = 0;
     uint32_t sl_bitmap_[kFlCount] = {};
     uint32_t bin_head_[kBinCount];
