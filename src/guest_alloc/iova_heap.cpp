@@ -241,14 +241,14 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
     uint32_t first = kNoUnit;
     if (mask == 0 && !nearly_full()) {
-        // The common case, kept short: (1) the head of the request's own class if it is long
-        // enough (below 32 units always: an exact fit), else (3) the head of the first non-empty
-        // class whose every block is.
+        // The common case, kept short: the head of the request's own class if it is long enough
+        // (below 32 units always: an exact fit), else the head of the first non-empty class
+        // whose every block is.
         const unsigned exact = bin_of(units);
         const uint32_t head = bin_head_[exact];
-        if (head != kNil && page(nodes_[head].next) - page(head) >= units) {
-            first = take(head, exact, page(head), units);
-        } else if (const unsigned bin = first_bin_from(bin_round_up(units)); bin != kBinCount) {
+        const bool exact_hit = head != kNil && (units < kSlCount || block_units(head) >= units);
+        if (const unsigned bin = exact_hit ? exact : first_bin_from(bin_round_up(units));
+            bin != kBinCount) {
             const uint32_t n = bin_head_[bin];
             first = take(n, bin, page(n), units);
         }
