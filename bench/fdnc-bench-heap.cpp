@@ -20,11 +20,12 @@
 //   W4  N live (100, 1k, 10k, 100k), log-uniform 4-64 KiB, churn as W1, warm-up max(N, 20k)
 //       pairs; one iteration = 100k pairs.
 //
-// Counters (JSON): ns_per_pair (thread CPU time per allocation served, its free included), failed_per_100k
-// (W3), meta_bytes_per_live = bytes the allocator obtained from malloc and still holds after
-// warm-up (global operator new/delete are replaced below and counted while the allocator is
-// built and warmed up; the bench's own vectors are allocated outside that window) divided by the
-// live ranges at that point. The allocator object itself (sizeof, fixed) is subtracted.
+// Counters (JSON): ns_per_pair (thread CPU time per allocation served, its free included),
+// failed_per_100k (W3), meta_bytes_per_live = bytes the allocator obtained from malloc and still
+// holds after warm-up (global operator new/delete are replaced below and counted while the
+// allocator is built and warmed up; the bench's own vectors are allocated outside that window)
+// divided by the live ranges at that point. The allocator object itself (sizeof, fixed) is
+// subtracted. W2 adds meta_bytes_per_peak_live (its live set swings within a frame).
 //
 //   fdnc-bench-heap --benchmark_repetitions=3 --benchmark_format=json
 #include <benchmark/benchmark.h>
@@ -88,7 +89,9 @@ constexpr uint64_t kWindow = 100000;
 class Fdnc {
 public:
     Fdnc() : heap_(kStart, kSize) {}
-    std::optional<uint64_t> alloc(uint64_t size, uint64_t align) { return heap_.alloc(size, align); }
+    std::optional<uint64_t> alloc(uint64_t size, uint64_t align) {
+        return heap_.alloc(size, align);
+    }
     void free(uint64_t iova) { heap_.free(iova); }
     static const char* name() { return "fdnc"; }
 
@@ -304,6 +307,7 @@ std::vector<FrameOp> make_frame_trace(uint64_t seed, int frames, std::vector<siz
     };
     std::vector<std::vector<int32_t>> due(4);  // slots to free at frame f % 4
     int32_t textures[8];
+    auto texture = [&] { return Request{log_uniform_bytes(rng, 256 * KiB, 8 * MiB), 64 * KiB}; };
     std::vector<FrameOp> trace;
     for (int f = 0; f < frames; ++f) {
         frame_start->push_back(trace.size());
@@ -327,7 +331,7 @@ std::vector<FrameOp> make_frame_trace(uint64_t seed, int frames, std::vector<siz
         for (int t = 0; t < 8; ++t) {
             if (f == 0) {
                 textures[t] = take_slot();
-                ops.push_back({textures[t], true, {log_uniform_bytes(rng, 256 * KiB, 8 * MiB), 64 * KiB}});
+                ops.push_back({textures[t], true, texture()});
             }
         }
         if (f != 0 && rng() % 16 == 0) {  // one texture replaced about every 16 frames
@@ -335,7 +339,7 @@ std::vector<FrameOp> make_frame_trace(uint64_t seed, int frames, std::vector<siz
             ops.push_back({textures[t], false, {0, 0}});
             freed.push_back(textures[t]);
             textures[t] = take_slot();
-            ops.push_back({textures[t], true, {log_uniform_bytes(rng, 256 * KiB, 8 * MiB), 64 * KiB}});
+            ops.push_back({textures[t], true, texture()});
         }
         // Shuffle, but a slot reused within the frame must still be freed before it is refilled:
         // new allocations only take slots freed in earlier frames (freed ones return below).
@@ -381,7 +385,7 @@ void bm_w2(benchmark::State& state) {
         }
     }
     const double meta_per_live = meta.per_live(live, sizeof(A));
-    state.counters["meta_bytes_per_peak_live"] = double(meta_per_live) * double(live) / double(peak);
+    state.counters["meta_bytes_per_peak_live"] = meta_per_live * double(live) / double(peak);
     double seconds = 0;
     allocs = 0;
     int frame = kW2WarmupFrames;
@@ -391,7 +395,8 @@ void bm_w2(benchmark::State& state) {
             break;
         }
         const auto t0 = Clock::now();
-        replay(*a, frame_start[size_t(frame)], frame_start[size_t(frame + kW2FramesPerIteration)], &allocs);
+        const size_t from = frame_start[size_t(frame)];
+        replay(*a, from, frame_start[size_t(frame + kW2FramesPerIteration)], &allocs);
         seconds += Clock::now() - t0;
         frame += kW2FramesPerIteration;
     }
@@ -474,7 +479,8 @@ void register_workload(int w) {
     if (w == 1)
         benchmark::RegisterBenchmark(("W1_churn_10k/" + n).c_str(), bm_w1<A>)->Iterations(10);
     if (w == 2)
-        benchmark::RegisterBenchmark(("W2_frames/" + n).c_str(), bm_w2<A>)->Iterations(kW2Iterations);
+        benchmark::RegisterBenchmark(("W2_frames/" + n).c_str(), bm_w2<A>)
+            ->Iterations(kW2Iterations);
     if (w == 3)
         benchmark::RegisterBenchmark(("W3_95pct/" + n).c_str(), bm_w3<A>)
             ->ArgName("seed")

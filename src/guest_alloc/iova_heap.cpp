@@ -170,7 +170,7 @@ FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
     fl_bitmap_ &= ~(uint32_t{sl_bitmap_[fl] == 0} << fl);
 }
 
-// Free block n grew (or shrank) from `old_units` to `units`: it changes lists only if its class did.
+// Free block n grew or shrank from `old_units` to `units`: it changes lists only if its class did.
 FDNC_HOT_INLINE void IovaHeap::resize_free(uint32_t n, uint32_t old_units, uint32_t units) {
     const unsigned bin = bin_of(old_units);
     if (bin_of(units) == bin)

@@ -3,43 +3,53 @@
 // The guest picks every iova itself (PROTOCOL.md B4, A5, G9), so this heap decides which GPU
 // addresses a bo gets. Mesa's util_vma_heap walks a sorted hole list (O(holes)); this heap is a
 // two-level segregated fit (TLSF-style) allocator whose cost does not depend on the number of
-// live ranges. The structure, in five parts:
+// live ranges. The structure, in six parts:
 //
-// Units. Addresses are kept as u32 unit numbers relative to the start of the range. A unit is a
-// 4 KiB page for every range up to 16 TiB; a larger range (a whole 48-bit VA) uses the smallest
-// power-of-two unit that keeps the range below 2^32 units (64 KiB, 128 KiB, ...), so sizes and
+// Units. Addresses are u32 unit numbers relative to the start of the range. A unit is a 4 KiB
+// page for every range up to 16 TiB; a larger range (a whole 48-bit VA) uses the smallest
+// power-of-two unit that keeps it below 2^32 units (64 KiB, 128 KiB, ...), and sizes and
 // alignments there are rounded to that unit.
 //
-// Blocks. The range is tiled by blocks, live or free; each block is a 20-byte Node in a pool
-// (std::vector indexed by u32, recycled through a free-node list, grown by 1/16 at a time, so after
+// Blocks. The range is tiled by blocks, live or free; each is a 20-byte Node in a pool
+// (std::vector indexed by u32, recycled through a free-node list, grown by 1/16 at a time; after
 // warm-up nothing is allocated). A node holds its first unit, its neighbours by address
 // (prev/next) and two links: a free block's size-class list (link_prev, link_next), a live
 // block's hash chain (link_next; link_prev = kLive marks it live). A block's size is
-// next.page - page: a sentinel node at the end of the range makes that hold for the last block.
+// next.page - page; a sentinel node at the end of the range makes that hold for the last block.
+// "No node" (kNil) is node 0, a real unused node, so list updates write to it instead of testing
+// for a missing neighbour.
 //
 // Size classes. A size of p units maps to a bin: p itself for p < 32 (exact bins), else
 // 32 * (msb(p) - 4) + the next 5 bits below the msb (32 linear sub-bins per power of two, class
 // spread at most 1/32). A 32-bit bitmap says which rows (powers of two) are non-empty and a
 // 32-bit bitmap per row which bins are, so "first non-empty bin >= b" is two count-trailing-zeros.
 //
-// Allocation of p units aligned to a units. (1) Exact class: the head of p's own bin is taken if
-// it fits (for p < 32 every block there fits an unaligned request: an exact hit). (2) For an
-// aligned request, the heads of at most kMaxProbes further non-empty bins below the guaranteed
-// one (see 3) are tried, since most blocks there fit with some padding. (3) Else the head of the
-// first non-empty bin at or above bin_round_up(p + a - 1): every block there fits, padding
-// included, and it is the smallest such class (good fit). (4) Only when no such bin exists (a
-// nearly full heap) is a bounded scan of up to kMaxProbes blocks per list, kMaxProbes lists, made
-// below it. The front padding before an aligned start and the tail after the allocation become
-// free blocks of their own, so alignment wastes no space.
+// Allocation of p units aligned to a units. The short path (unaligned, heap at most 7/8 full):
+// the head of p's own class if it is long enough (below 32 units always: an exact fit), else the
+// head of the first non-empty class at or above bin_round_up(p), every block of which fits: no
+// list is walked. Otherwise (alloc_slow): (1) p's own class: its head, or up to kMaxProbes blocks
+// when nearly full; (2) aligned: the heads of up to kMaxProbes classes below the guaranteed one
+// (most fit with some padding); (3) the head of the first non-empty class at or above
+// bin_round_up(p + a - 1), where every block fits padding included; (4) if there is none (nearly
+// full), a bounded scan of up to kMaxProbes blocks in each of kMaxProbes lists below it. The
+// front padding before an aligned start and the tail after the range become free blocks of their
+// own, so alignment wastes no space. When the rest of a block stays in its class, the block
+// keeps its node and list place and only moves up.
 //
-// Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2 to
-// 1, grown only when live ranges exceed the bucket count) maps an iova to its node. The block is
-// merged with a free previous and/or next neighbour at once, so two free blocks are never
-// adjacent and an empty heap is one block again.
+// Nearly full (more than 7/8 of the range live), the heap trades a little speed for packing: the
+// probes of (1) and lists kept lower-address-first (one step of address ordering on insert), so
+// allocations gather low and the high blocks stay whole. At 95 % this is what keeps failed
+// requests near best fit's.
 //
-// Metadata. 20 bytes per block (live or free; after warm-up about 1.05-1.25 blocks per live
-// range) plus 4-8 bytes of buckets per live range; fixed: 4 KiB of bin heads and 132 B of
-// bitmaps inside the object.
+// Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
+// to 1, doubled when the live ranges reach the bucket count) maps an iova to its node. The block
+// merges with a free neighbour below and/or above at once, so two free blocks are never adjacent
+// and an empty heap is one block again; the merged block keeps the neighbour's node, and its
+// list place when its class does not change.
+//
+// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 4-8 bytes of
+// buckets per live range: 27-31 B per live range measured (bench/README.md); fixed: 4 KiB of bin
+// heads and 132 B of bitmaps inside the object.
 #pragma once
 
 #include <cstdint>
