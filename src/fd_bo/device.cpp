@@ -100,6 +100,13 @@ int Device::init(std::string* error) {
         *error = "host reports neither gpu_id nor chip_id";
         return -EINVAL;
     }
+    // The old path asks the host for each iova with fdnc's extension ccmd; a host that does not
+    // say it serves it would drop the context (vtest) or never answer (virtio-gpu).
+    if (opts_.iova_mode == IovaMode::Host && !host_has_fdnc_extensions()) {
+        *error = "host-chosen iovas need fdnc's extension ccmd FDNC_CCMD_GEM_GET_IOVA, which this host does "
+                 "not offer (only fdnc-hostsim and inproc: do; virglrenderer never)";
+        return -EOPNOTSUPP;
+    }
     priorities_ = std::max<uint32_t>(caps_.u.msm.priorities, 1);
     const uint32_t num_rings = std::min<uint32_t>(priorities_ + 1, wire::kVirtgpuMaxRings);
     ret = transport_->context_init(wire::VIRTGPU_CAPSET_DRM, num_rings);

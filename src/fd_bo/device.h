@@ -19,6 +19,7 @@
 #include "guest_alloc/iova_heap.h"
 #include "guest_alloc/iova_quarantine.h"
 #include "virtio_proto/drm_capset.h"
+#include "virtio_proto/fdnc_ext.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/transport.h"
 
@@ -78,6 +79,8 @@ public:
     // Not va_start(): <stdarg.h> makes that a function-like macro.
     uint64_t va_range_start() const { return caps_.u.msm.va_start; }
     uint64_t va_range_size() const { return caps_.u.msm.va_size; }
+    // The host serves fdnc's extension ccmds (fdnc_ext.h), as its capset says: IovaMode::Host works.
+    bool host_has_fdnc_extensions() const { return caps_.pad == wire::FDNC_CAPSET_EXTENSIONS_MARKER; }
     uint32_t priorities() const { return priorities_; }
     const DeviceOptions& options() const { return opts_; }
 

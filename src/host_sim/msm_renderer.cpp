@@ -234,6 +234,8 @@ void MsmRenderer::probe() {
     // Step 7: §4.3 bool encoding.
     m.has_preemption = preemption ? VIRTGPU_CAP_BOOL_TRUE : VIRTGPU_CAP_BOOL_FALSE;
     m.has_raytracing = raytracing ? VIRTGPU_CAP_BOOL_TRUE : VIRTGPU_CAP_BOOL_FALSE;
+    if (cfg_.fdnc_extensions)
+        cs.pad = FDNC_CAPSET_EXTENSIONS_MARKER; // fdnc-only: FDNC_CCMD_GEM_GET_IOVA is served
     kernel_->close_file(f);
     if (m.va_size == 0) { // step 8
         logf("probe: no userspace-allocated iova (va_size 0), DRM capset unusable");

@@ -97,14 +97,8 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
             // when another thread's bo_new waited meanwhile (the totals come from DeviceStats).
             if (bo_new_waits(sh.dev) != w0) span("host_wait", a, b);
             if (!bo) {
-                if (r.alloc_failures++ == 0) {
+                if (r.alloc_failures++ == 0)
                     r.error = "bo_new(" + std::to_string(e.size) + ") failed: " + std::strerror(-err);
-                    // The host-mode baseline asks the host for its iova with fdnc's extension ccmd
-                    // (FDNC_CCMD_GEM_GET_IOVA); a real host refuses it by dropping the context.
-                    if (sh.dev.options().iova_mode == IovaMode::Host && r.bos == 0 && (err == -EPIPE || err == -EIO))
-                        r.error += " (host mode needs fdnc's extension ccmd FDNC_CCMD_GEM_GET_IOVA, which only "
-                                   "fdnc-hostsim and inproc: serve; a real host drops the connection: use --iova guest)";
-                }
                 break;
             }
             sh.bos[e.bo] = bo;

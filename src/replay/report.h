@@ -16,6 +16,7 @@ struct RunInfo {
     std::string transport;  // the URI the devices were opened with
     std::string placement;  // "heap" / "original"
     std::string placement_reason; // why a capture runs at heap placement though it asked for original
+    std::string host_mode_skipped; // why --iova both ran guest mode only (the host lacks the extension)
     uint64_t seed = 0;
     uint32_t frames = 0;
     uint32_t threads = 0;

@@ -57,6 +57,7 @@ std::string summary_json(const RunInfo& info, const std::vector<ModeResult>& mod
         {"threads", info.threads},   {"bo_cache", info.bo_cache}, {"suballoc", info.suballoc},
     };
     if (!info.placement_reason.empty()) j["placement_reason"] = info.placement_reason;
+    if (!info.host_mode_skipped.empty()) j["host_mode_skipped"] = info.host_mode_skipped;
     j["modes"] = json::object();
     for (const ModeResult& m : modes) j["modes"][m.mode] = mode_json(m);
     if (modes.size() == 2) {

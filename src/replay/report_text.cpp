@@ -42,6 +42,7 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
     out += "placement    " + info.placement + "   seed " + std::to_string(info.seed) + "   bo cache " +
            (info.bo_cache ? "on" : "off") + "   suballoc " + (info.suballoc ? "on" : "off") + "\n";
     if (!info.placement_reason.empty()) out += "             (heap placement: " + info.placement_reason + ")\n";
+    if (!info.host_mode_skipped.empty()) out += "host mode    skipped: " + info.host_mode_skipped + "\n";
     out += "\n";
     const bool both = modes.size() == 2;
     struct Row {

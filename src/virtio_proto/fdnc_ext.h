@@ -16,6 +16,13 @@ namespace fdnc::wire {
 
 inline constexpr uint32_t FDNC_CCMD_GEM_GET_IOVA = 0x100;
 
+// How a guest knows, before sending anything, that the host serves FDNC_CCMD_GEM_GET_IOVA: the
+// DRM capset's `pad` word holds this value ("FDNC"). virglrenderer never sets that word (its
+// capset is a zero-initialized static, drm_renderer.c), and Mesa ignores it, so a real host reads
+// as "no extensions" and the marker changes nothing for other guests. Without it, asking would
+// cost the context: vtest drops the connection, virtio-gpu never answers (PROTOCOL.md §13.1).
+inline constexpr uint32_t FDNC_CAPSET_EXTENSIONS_MARKER = 0x434e4446;
+
 struct fdnc_ccmd_gem_get_iova_req {
     vdrm_ccmd_req hdr;
     uint32_t res_id;

@@ -93,3 +93,25 @@ TEST_CASE("a capset without any GPU id is refused", "[fd_bo][capset]") {
                }),
                Catch::Contains("neither gpu_id nor chip_id"));
 }
+
+TEST_CASE("host mode needs the host to announce fdnc's extension; guest mode does not", "[fd_bo][capset]") {
+    // virglrenderer leaves the capset's pad word 0: such a host would drop the context (vtest) or
+    // never answer (virtio-gpu) on FDNC_CCMD_GEM_GET_IOVA, so host mode is refused up front.
+    auto real_like = [](wire::virgl_renderer_capset_drm& c) { c.pad = 0; };
+    DeviceOptions host_mode;
+    host_mode.iova_mode = IovaMode::Host;
+    std::string err;
+    auto t = std::make_unique<CapsetRewriter>(open_inproc_transport(InprocConfig{}), real_like);
+    CHECK_FALSE(Device::open(std::move(t), host_mode, &err));
+    CHECK_THAT(err, Catch::Contains("FDNC_CCMD_GEM_GET_IOVA"));
+    t = std::make_unique<CapsetRewriter>(open_inproc_transport(InprocConfig{}), real_like);
+    auto guest = Device::open(std::move(t), DeviceOptions{}, &err);
+    REQUIRE(guest);
+    CHECK_FALSE(guest->host_has_fdnc_extensions());
+    // fdnc's own host announces it, and host mode opens.
+    t = std::make_unique<CapsetRewriter>(open_inproc_transport(InprocConfig{}), [](auto&) {});
+    auto own = Device::open(std::move(t), host_mode, &err);
+    INFO(err);
+    REQUIRE(own);
+    CHECK(own->host_has_fdnc_extensions());
+}

@@ -140,13 +140,16 @@ int main(int argc, char** argv) {
         if (!has_rtt) uri += std::string(uri.find(':') == std::string::npos ? ":" : (uri.back() == ':' ? "" : ",")) +
                              "rtt_us=" + std::to_string(rtt_us);
     }
-    // A capture at its original addresses must fit the host's VA range; the default inproc host
-    // is made to fit, any other host is asked (a device opened and closed again, before the runs).
-    if (w.original_addresses && iova != "host" && uri.rfind("inproc", 0) != 0) {
+    // Any host but the default in-process one is asked first (a device opened and closed again,
+    // before the runs): a capture at its original addresses must fit its VA range, and host mode
+    // needs fdnc's extension ccmd, which a real host does not serve (asking would cost the context).
+    if (uri.rfind("inproc", 0) != 0 && (w.original_addresses || iova != "guest")) {
         std::string err;
         if (auto probe = open_device(uri, DeviceOptions{}, &err)) {
-            const std::string misfit =
-                original_placement_misfit(w, probe->va_range_start(), probe->va_range_size());
+            const std::string misfit = w.original_addresses && iova != "host"
+                                           ? original_placement_misfit(w, probe->va_range_start(), probe->va_range_size())
+                                           : std::string();
+            const bool extensions = probe->host_has_fdnc_extensions();
             probe.reset();
             if (!misfit.empty() && placement_explicit) {
                 std::fprintf(stderr, "fdnc-replay: --placement original: %s\n", misfit.c_str());
@@ -158,6 +161,17 @@ int main(int argc, char** argv) {
                 info.placement = placement;
                 info.placement_reason = misfit;
                 if (!quiet) std::fprintf(stderr, "fdnc-replay: heap placement: %s\n", misfit.c_str());
+            }
+            if (!extensions) {
+                const std::string why = "this host does not serve fdnc's extension ccmd FDNC_CCMD_GEM_GET_IOVA that "
+                                        "host-chosen iovas need (only fdnc-hostsim and inproc: do)";
+                if (iova == "host") {
+                    std::fprintf(stderr, "fdnc-replay: --iova host: %s\n", why.c_str());
+                    return 2;
+                }
+                iova = "guest";
+                info.host_mode_skipped = why;
+                if (!quiet) std::fprintf(stderr, "fdnc-replay: host mode skipped: %s\n", why.c_str());
             }
         } // else: the runs report why the device does not open
     }
