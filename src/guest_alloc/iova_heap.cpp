@@ -53,6 +53,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
         const uint32_t n = new_node();
         nodes_[n] = Node{0, kNil, sentinel_, kNil, kNil};
         nodes_[sentinel_].prev = n;
+        nodes_[sentinel_].link_prev = kLiveAboveFree;
         insert_free(n, end_unit_);
     }
 }
@@ -200,7 +201,9 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
         nodes_[live].next = tail;
         insert_free(tail, page(after) - end);
     }
-    nodes_[live].link_prev = kLive;
+    // The block above was above a free block (n) and now is above the tail or the live range.
+    nodes_[after].link_prev = live_mark(end != page(after));
+    nodes_[live].link_prev = live_mark(live != n);  // above the front padding, if any
     return live;
 }
 
@@ -373,7 +376,7 @@ void IovaHeap::free(uint64_t iova) {
     const uint32_t hi = page(next);
     live_units_ -= hi - unit;
     const bool next_free = is_free(next);  // the sentinel is never free
-    if (prev != kNil && is_free(prev)) {
+    if (nodes_[n].link_prev == kLiveAboveFree) {  // the block below is free: no need to read it
         const uint32_t lo = page(prev);
         uint32_t after = next, end = hi;
         if (next_free) {
@@ -384,6 +387,7 @@ void IovaHeap::free(uint64_t iova) {
         }
         nodes_[prev].next = after;
         nodes_[after].prev = prev;
+        nodes_[after].link_prev = kLiveAboveFree;
         release_node(n);
         resize_free(prev, unit - lo, end - lo);
     } else if (next_free) {
@@ -394,6 +398,7 @@ void IovaHeap::free(uint64_t iova) {
         release_node(n);
         resize_free(next, end - hi, end - unit);
     } else {
+        nodes_[next].link_prev = kLiveAboveFree;
         insert_free(n, hi - unit);
     }
 }
@@ -438,6 +443,9 @@ bool IovaHeap::check_invariants() const {
         } else {
             if (find_live((base_unit_ + page(n)) << unit_shift_) != n)
                 return false;
+            const uint32_t below = nodes_[n].prev;
+            if (nodes_[n].link_prev != live_mark(below != kNil && is_free(below)))
+                return false;
             ++live;
             live_units += block_units(n);
         }
@@ -447,7 +455,9 @@ bool IovaHeap::check_invariants() const {
     }
     if (blocks != 0 && page(after) != 0)
         return false;
-    if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_))
+    const uint32_t last = nodes_[sentinel_].prev;
+    if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_) ||
+        nodes_[sentinel_].link_prev != live_mark(last != kNil && is_free(last)))
         return false;
     // Size-class lists and bitmaps.
     uint64_t listed = 0;

@@ -119,7 +119,10 @@ private:
     // testing for a missing neighbour first.
     static constexpr uint32_t kNil = 0;
     static constexpr uint32_t kNoUnit = 0xffffffffu;  // never a first unit (the range ends below)
-    static constexpr uint32_t kLive = 0xfffffffeu;  // link_prev of a live (or sentinel) node
+    // link_prev of a live node (or the sentinel) says whether the block below it is free, so
+    // free() knows whether to merge down without reading that block.
+    static constexpr uint32_t kLive = 0xfffffffeu;
+    static constexpr uint32_t kLiveAboveFree = 0xfffffffdu;
     static constexpr unsigned kSlBits = 5;
     static constexpr unsigned kSlCount = 1u << kSlBits;
     static constexpr unsigned kFlCount = 32;
@@ -130,7 +133,7 @@ private:
         uint32_t page;       // first unit, relative to the range start
         uint32_t prev;       // neighbour below (kNil for the first block)
         uint32_t next;       // neighbour above (the sentinel for the last block)
-        uint32_t link_prev;  // free: size-class list; live: kLive
+        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
         uint32_t link_next;  // free: size-class list; live: hash chain; pooled: node free list
     };
     static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
@@ -138,7 +141,8 @@ private:
     // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
     bool nearly_full() const { return live_units_ > tight_units_; }
     uint32_t page(uint32_t n) const { return nodes_[n].page; }
-    bool is_free(uint32_t n) const { return nodes_[n].link_prev != kLive; }
+    bool is_free(uint32_t n) const { return nodes_[n].link_prev < kLiveAboveFree; }
+    static uint32_t live_mark(bool free_below) { return free_below ? kLiveAboveFree : kLive; }
     uint32_t block_units(uint32_t n) const { return page(nodes_[n].next) - page(n); }
 
     static unsigned bin_of(uint32_t units);
