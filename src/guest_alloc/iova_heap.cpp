@@ -157,12 +157,15 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
     bin_head_[bin] = n;
 }
 
-// Unlinks free block n from its list, `bin`. It stays "free" until link_prev is set.
+// Unlinks free block n from its list, `bin`. It stays "free" until link_prev is set. A head is
+// known by bin_head_, not by its link_prev, which is left stale: popping a head then writes
+// nothing to the next block.
 FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
-    const uint32_t prev = nodes_[n].link_prev, next = nodes_[n].link_next;
-    nodes_[next].link_prev = prev;  // no branch for a missing neighbour (node 0)
-    if (prev != kNil) {
+    const uint32_t next = nodes_[n].link_next;
+    if (bin_head_[bin] != n) {
+        const uint32_t prev = nodes_[n].link_prev;
         nodes_[prev].link_next = next;
+        nodes_[next].link_prev = prev;  // node 0 when n is the last
         return;
     }
     bin_head_[bin] = next;
@@ -468,7 +471,9 @@ bool IovaHeap::check_invariants() const {
             return false;
         uint32_t prev = kNil;
         for (uint32_t f = bin_head_[bin]; f != kNil; f = nodes_[f].link_next) {
-            if (!is_free(f) || bin_of(block_units(f)) != bin || nodes_[f].link_prev != prev)
+            // A head's link_prev is stale (see remove_free), but never a live marker.
+            if (!is_free(f) || bin_of(block_units(f)) != bin ||
+                (prev != kNil && nodes_[f].link_prev != prev))
                 return false;
             prev = f;
             ++listed;
