@@ -5,7 +5,10 @@
 #undef _FILE_OFFSET_BITS // define open and open64, mmap and mmap64, ... as separate symbols
 #include <cerrno>
 #include <cstdarg>
+#include <climits>
+#include <cstdio>
 #include <cstring>
+#include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -17,6 +20,7 @@
 #include "render_node.h"
 #include "shim_config.h"
 
+using fdnc::shim::NodeFiles;
 using fdnc::shim::RenderNode;
 
 namespace {
@@ -92,6 +96,12 @@ int fcntl64(int fd, int cmd, ...);
 
 #define EXPORT extern "C" __attribute__((visibility("default")))
 
+// A path the node's files answer (its /dev directory, /sys/dev/char/226:*, the device's sysfs) is
+// replaced by its place in NodeFiles' tree; every other path is passed on unchanged.
+#define REDIRECT(path)                                                                              \
+    char redirect_buf_[PATH_MAX];                                                                  \
+    path = NodeFiles::redirect(path, redirect_buf_, sizeof redirect_buf_)
+
 // ---- open -------------------------------------------------------------------------------------
 
 #define OPEN_BODY(fn, ...)                                                                          \
@@ -104,6 +114,7 @@ int fcntl64(int fd, int cmd, ...);
     }                                                                                              \
     if (is_node(path))                                                                             \
         return open_node(flags);                                                                   \
+    REDIRECT(path);                                                                                \
     NEXT(fn);                                                                                      \
     return real(__VA_ARGS__, mode);
 
@@ -115,24 +126,28 @@ EXPORT int openat64(int dirfd, const char* path, int flags, ...) { OPEN_BODY(ope
 EXPORT int __open_2(const char* path, int flags) {
     if (is_node(path))
         return open_node(flags);
+    REDIRECT(path);
     NEXT(__open_2);
     return real(path, flags);
 }
 EXPORT int __open64_2(const char* path, int flags) {
     if (is_node(path))
         return open_node(flags);
+    REDIRECT(path);
     NEXT(__open64_2);
     return real(path, flags);
 }
 EXPORT int __openat_2(int dirfd, const char* path, int flags) {
     if (is_node(path))
         return open_node(flags);
+    REDIRECT(path);
     NEXT(__openat_2);
     return real(dirfd, path, flags);
 }
 EXPORT int __openat64_2(int dirfd, const char* path, int flags) {
     if (is_node(path))
         return open_node(flags);
+    REDIRECT(path);
     NEXT(__openat64_2);
     return real(dirfd, path, flags);
 }
@@ -236,6 +251,7 @@ EXPORT int munmap(void* addr, size_t len) {
 EXPORT int access(const char* path, int mode) {
     if (is_node(path))
         return 0;
+    REDIRECT(path);
     NEXT(access);
     return real(path, mode);
 }
@@ -243,6 +259,7 @@ EXPORT int access(const char* path, int mode) {
 EXPORT int faccessat(int dirfd, const char* path, int mode, int flags) {
     if (is_node(path))
         return 0;
+    REDIRECT(path);
     NEXT(faccessat);
     return real(dirfd, path, mode, flags);
 }
@@ -250,6 +267,7 @@ EXPORT int faccessat(int dirfd, const char* path, int mode, int flags) {
 EXPORT int stat(const char* path, struct stat* st) {
     if (is_node(path))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(stat);
     return real(path, st);
 }
@@ -257,6 +275,7 @@ EXPORT int stat(const char* path, struct stat* st) {
 EXPORT int lstat(const char* path, struct stat* st) {
     if (is_node(path))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(lstat);
     return real(path, st);
 }
@@ -272,6 +291,7 @@ EXPORT int fstatat(int dirfd, const char* path, struct stat* st, int flags) {
     if (is_node(path) ||
         is_empty_path_of_ours(dirfd, path, flags))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(fstatat);
     return real(dirfd, path, st, flags);
 }
@@ -282,6 +302,7 @@ static_assert(sizeof(struct stat64) == sizeof(struct stat));
 EXPORT int stat64(const char* path, struct stat64* st) {
     if (is_node(path))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(stat64);
     return real(path, st);
 }
@@ -289,6 +310,7 @@ EXPORT int stat64(const char* path, struct stat64* st) {
 EXPORT int lstat64(const char* path, struct stat64* st) {
     if (is_node(path))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(lstat64);
     return real(path, st);
 }
@@ -304,6 +326,7 @@ EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) 
     if (is_node(path) ||
         is_empty_path_of_ours(dirfd, path, flags))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(fstatat64);
     return real(dirfd, path, st, flags);
 }
@@ -311,6 +334,7 @@ EXPORT int fstatat64(int dirfd, const char* path, struct stat64* st, int flags) 
 EXPORT int __xstat(int ver, const char* path, struct stat* st) {
     if (is_node(path))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(__xstat);
     return real(ver, path, st);
 }
@@ -318,6 +342,7 @@ EXPORT int __xstat(int ver, const char* path, struct stat* st) {
 EXPORT int __lxstat(int ver, const char* path, struct stat* st) {
     if (is_node(path))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(__lxstat);
     return real(ver, path, st);
 }
@@ -332,6 +357,7 @@ EXPORT int __fxstat(int ver, int fd, struct stat* st) {
 EXPORT int __fxstatat(int ver, int dirfd, const char* path, struct stat* st, int flags) {
     if (is_node(path))
         return fake_stat(st);
+    REDIRECT(path);
     NEXT(__fxstatat);
     return real(ver, dirfd, path, st, flags);
 }
@@ -339,6 +365,7 @@ EXPORT int __fxstatat(int ver, int dirfd, const char* path, struct stat* st, int
 EXPORT int __xstat64(int ver, const char* path, struct stat64* st) {
     if (is_node(path))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(__xstat64);
     return real(ver, path, st);
 }
@@ -346,6 +373,7 @@ EXPORT int __xstat64(int ver, const char* path, struct stat64* st) {
 EXPORT int __lxstat64(int ver, const char* path, struct stat64* st) {
     if (is_node(path))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(__lxstat64);
     return real(ver, path, st);
 }
@@ -360,6 +388,7 @@ EXPORT int __fxstat64(int ver, int fd, struct stat64* st) {
 EXPORT int __fxstatat64(int ver, int dirfd, const char* path, struct stat64* st, int flags) {
     if (is_node(path))
         return fake_stat(reinterpret_cast<struct stat*>(st));
+    REDIRECT(path);
     NEXT(__fxstatat64);
     return real(ver, dirfd, path, st, flags);
 }
@@ -369,6 +398,88 @@ EXPORT int statx(int dirfd, const char* path, int flags, unsigned int mask, stru
         fill_statx(sx);
         return 0;
     }
+    REDIRECT(path);
     NEXT(statx);
     return real(dirfd, path, flags, mask, sx);
+}
+
+// ---- what libdrm's device enumeration reads (NodeFiles) -----------------------------------------
+// glibc's fopen, opendir and realpath open paths through internal calls, so they are interposed
+// themselves.
+
+EXPORT FILE* fopen(const char* path, const char* mode) {
+    REDIRECT(path);
+    NEXT(fopen);
+    return real(path, mode);
+}
+
+EXPORT FILE* fopen64(const char* path, const char* mode) {
+    REDIRECT(path);
+    NEXT(fopen64);
+    return real(path, mode);
+}
+
+EXPORT DIR* opendir(const char* path) {
+    REDIRECT(path);
+    NEXT(opendir);
+    return real(path);
+}
+
+// The tree's links are relative, so what readlink returns needs no mapping back.
+EXPORT ssize_t readlink(const char* path, char* buf, size_t len) {
+    REDIRECT(path);
+    NEXT(readlink);
+    return real(path, buf, len);
+}
+
+EXPORT ssize_t readlinkat(int dirfd, const char* path, char* buf, size_t len) {
+    REDIRECT(path);
+    NEXT(readlinkat);
+    return real(dirfd, path, buf, len);
+}
+
+extern "C" ssize_t __readlink_chk(const char* path, char* buf, size_t len, size_t buflen);
+extern "C" ssize_t __readlinkat_chk(int dirfd, const char* path, char* buf, size_t len, size_t buflen);
+extern "C" char* __realpath_chk(const char* path, char* resolved, size_t resolvedlen);
+
+EXPORT ssize_t __readlink_chk(const char* path, char* buf, size_t len, size_t buflen) {
+    REDIRECT(path);
+    NEXT(__readlink_chk);
+    return real(path, buf, len, buflen);
+}
+
+EXPORT ssize_t __readlinkat_chk(int dirfd, const char* path, char* buf, size_t len, size_t buflen) {
+    REDIRECT(path);
+    NEXT(__readlinkat_chk);
+    return real(dirfd, path, buf, len, buflen);
+}
+
+EXPORT char* realpath(const char* path, char* resolved) {
+    const char* orig = path;
+    REDIRECT(path);
+    NEXT(realpath);
+    char* r = real(path, resolved);
+    if (r && path != orig)
+        NodeFiles::unredirect(r, PATH_MAX);
+    return r;
+}
+
+EXPORT char* __realpath_chk(const char* path, char* resolved, size_t resolvedlen) {
+    const char* orig = path;
+    REDIRECT(path);
+    NEXT(__realpath_chk);
+    char* r = real(path, resolved, resolvedlen);
+    if (r && path != orig)
+        NodeFiles::unredirect(r, resolvedlen);
+    return r;
+}
+
+EXPORT char* canonicalize_file_name(const char* path) {
+    const char* orig = path;
+    REDIRECT(path);
+    NEXT(canonicalize_file_name);
+    char* r = real(path);
+    if (r && path != orig)
+        NodeFiles::unredirect(r, std::strlen(r) + 1);
+    return r;
 }

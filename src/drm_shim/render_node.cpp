@@ -2,10 +2,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <ftw.h>
+#include <mutex>
+#include <sys/stat.h>
 #include <drm.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -301,5 +305,152 @@ bool RenderNode::munmap(void* addr, size_t len, int* result) {
     log_event("MUNMAP", *result, buf);
     return true;
 }
+
+// ---- NodeFiles: the node's /dev directory and its sysfs, as a real directory tree -------------
+
+namespace {
+
+constexpr char kSysChar[] = "/sys/dev/char/226:";               // every DRM char device
+constexpr char kDeviceDir[] = "/sys/devices/platform/fdnc-gpu.0"; // where the links resolve to
+
+// `path` is `prefix` or below it (prefix followed by end or '/').
+bool under(const char* path, const std::string& prefix) {
+    return std::strncmp(path, prefix.data(), prefix.size()) == 0 &&
+           (path[prefix.size()] == '\0' || path[prefix.size()] == '/');
+}
+
+std::string dir_of(const std::string& p) {
+    auto slash = p.rfind('/');
+    return slash == 0 || slash == std::string::npos ? std::string("/") : p.substr(0, slash);
+}
+std::string base_of(const std::string& p) { return p.substr(p.rfind('/') + 1); }
+
+bool mkdirs(const std::string& path) {
+    for (size_t i = 1; i <= path.size(); ++i)
+        if (i == path.size() || path[i] == '/')
+            if (::mkdir(path.substr(0, i).c_str(), 0755) != 0 && errno != EEXIST)
+                return false;
+    return true;
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return false;
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    libc().close(fd);
+    return ok;
+}
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+
+// DEVNAME is relative to /dev.
+std::string devname_dir(const std::string& node_path) {
+    std::string d = dir_of(node_path);
+    return d.rfind("/dev/", 0) == 0 ? d.substr(5) : d.substr(1);
+}
+
+// Builds the tree under `dir` (fresh); false on any failure.
+bool build_tree(const std::string& dir) {
+    const ShimConfig& c = shim_config();
+    const std::string minor = std::to_string(c.node_minor);
+    const std::string node = base_of(c.node_path);
+    const std::string dev = dir + kDeviceDir;
+    const std::string minor_dir = dev + "/drm/" + node;
+    bool ok = mkdirs(dir + dir_of(c.node_path)) && write_file(dir + c.node_path, "") &&
+              mkdirs(minor_dir) && mkdirs(dir + "/sys/bus/platform/drivers/msm") &&
+              mkdirs(dir + "/sys/class/drm") && mkdirs(dir + "/sys/dev/char");
+    // The OF keys libdrm's platform bus reads (drmParseOFBusInfo / drmParseOFDeviceInfo).
+    ok = ok && write_file(dev + "/uevent",
+                          "DRIVER=msm\nOF_NAME=gpu\nOF_FULLNAME=/soc@0/gpu@5000000\n"
+                          "OF_COMPATIBLE_0=qcom,adreno\nOF_COMPATIBLE_N=1\n"
+                          "MODALIAS=of:NgpuT(null)Cqcom,adreno\n");
+    ok = ok && ::symlink("../../../bus/platform", (dev + "/subsystem").c_str()) == 0 &&
+         ::symlink("../../../bus/platform/drivers/msm", (dev + "/driver").c_str()) == 0;
+    ok = ok && write_file(minor_dir + "/uevent", "MAJOR=226\nMINOR=" + minor + "\nDEVNAME=" +
+                                                     devname_dir(c.node_path) + "/" + node +
+                                                     "\nDEVTYPE=drm_minor\n") &&
+         write_file(minor_dir + "/dev", "226:" + minor + "\n") &&
+         ::symlink("../..", (minor_dir + "/device").c_str()) == 0 &&
+         ::symlink("../../../../../class/drm", (minor_dir + "/subsystem").c_str()) == 0;
+    const std::string rel = std::string("../..") + (kDeviceDir + 4) + "/drm/" + node;
+    ok = ok && ::symlink(rel.c_str(), (dir + "/sys/class/drm/" + node).c_str()) == 0 &&
+         ::symlink(rel.c_str(), (dir + "/sys/dev/char/226:" + minor).c_str()) == 0;
+    return ok && write_file(dir + "/.complete", "");
+}
+
+// The tree's root (its realpath), built on first use; empty if it could not be made.
+const std::string& tree() {
+    static std::once_flag once;
+    static std::string root;
+    std::call_once(once, [] {
+        const ShimConfig& c = shim_config();
+        uint64_t h = 1469598103934665603ull; // FNV-1a of the node path and the layout version
+        for (char ch : "v1:" + c.node_path)
+            h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+        const char* tmp = std::getenv("TMPDIR");
+        char name[96];
+        std::snprintf(name, sizeof name, "/fdnc-drm-shim-%u-%u-%08llx", static_cast<unsigned>(getuid()),
+                      c.node_minor, static_cast<unsigned long long>(h & 0xffffffffu));
+        std::string final_dir = std::string(tmp && tmp[0] == '/' ? tmp : "/tmp") + name;
+        if (::access((final_dir + "/.complete").c_str(), F_OK) != 0) {
+            std::string work = final_dir + ".XXXXXX";
+            if (!::mkdtemp(work.data()))
+                return;
+            ::chmod(work.c_str(), 0755);
+            bool built = build_tree(work);
+            // Another process may have won the race: keep its tree, drop ours.
+            if (!built || ::rename(work.c_str(), final_dir.c_str()) != 0)
+                ::nftw(work.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+            if (::access((final_dir + "/.complete").c_str(), F_OK) != 0) {
+                std::fprintf(stderr, "fdnc drm_shim: cannot build %s: device enumeration will not "
+                                     "find the node\n", final_dir.c_str());
+                return;
+            }
+        }
+        char real[PATH_MAX];
+        if (::realpath(final_dir.c_str(), real))
+            root = real;
+    });
+    return root;
+}
+
+} // namespace
+
+const char* NodeFiles::redirect(const char* path, char* buf, size_t len) {
+    if (!path || path[0] != '/')
+        return path;
+    bool ours = false;
+    if (path[1] == 's') {
+        ours = std::strncmp(path, kSysChar, sizeof kSysChar - 1) == 0 || under(path, kDeviceDir);
+    } else {
+        const ShimConfig& c = shim_config();
+        static const std::string node_dir = dir_of(c.node_path);
+        ours = node_dir != "/" && under(path, node_dir) && c.node_path != path;
+    }
+    if (!ours)
+        return path;
+    const std::string& root = tree();
+    if (root.empty())
+        return path;
+    int n = std::snprintf(buf, len, "%s%s", root.c_str(), path);
+    return n > 0 && static_cast<size_t>(n) < len ? buf : path;
+}
+
+void NodeFiles::unredirect(char* path, size_t len) {
+    if (!path)
+        return;
+    const std::string& root = tree();
+    if (root.empty() || !under(path, root))
+        return;
+    size_t rest = std::strlen(path) - root.size();
+    std::memmove(path, path + root.size(), rest + 1);
+    if (rest == 0 && len > 1) {
+        path[0] = '/';
+        path[1] = '\0';
+    }
+}
+
+std::string NodeFiles::tree_root() { return tree(); }
 
 } // namespace fdnc::shim

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <string>
 #include <unordered_map>
 
 #include "backend.h"
@@ -85,6 +86,26 @@ private:
     std::unordered_map<int, std::shared_ptr<File>> fds_;
     std::mutex map_mu_;
     std::map<uintptr_t, Mapping> maps_;
+};
+
+// NodeFiles: what libdrm's device enumeration (drmGetDevice2/drmGetDevices2, drmNodeIsDRM,
+// drmParseSubsystemType, the platform bus's uevent) and Mesa's loader read about a node, served from
+// a small real directory tree outside the checkout (`$TMPDIR` or /tmp,
+// `fdnc-drm-shim-<uid>-<minor>-<hash>`, built once, atomically, and reused; contents depend only on
+// the node path). Path-based libc calls on
+//   - the node's directory (`/dev/dri`): lists only the node (other entries are hidden);
+//   - `/sys/dev/char/226:*`: only the node's minor exists, as a platform device bound to `msm`
+//     (uevent with DRIVER and OF_* keys, `subsystem` -> bus/platform, `drm/renderDN`);
+//   - `/sys/devices/platform/fdnc-gpu.0` (where those links resolve to)
+// are redirected into the tree; realpath/readlink results are mapped back to the /sys names.
+class NodeFiles {
+public:
+    // `path` itself when not one of ours (cheap: a prefix compare), else the tree's path in `buf`.
+    // The node path itself is not redirected (open/stat of it are the node).
+    static const char* redirect(const char* path, char* buf, size_t len);
+    // A path inside the tree (a realpath/readlink result) back to the name outside; in place.
+    static void unredirect(char* path, size_t len);
+    static std::string tree_root(); // for tests and the log; creates the tree
 };
 
 } // namespace fdnc::shim

@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <climits>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <poll.h>
@@ -330,4 +332,75 @@ TEST_CASE("A bad setting aborts the process with one line naming the variable") 
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGABRT);
     CHECK(out.find("FDNC_SHIM_ERA") != std::string::npos);
+}
+
+// ---- device enumeration: what libdrm (drmGetDevice2) and Mesa's loader read about the node ------
+
+TEST_CASE("drmGetDevice2 finds the node as a platform device with a render node (libdrm enumeration)") {
+    Node n;
+    const std::string path = env_or_skip("FDNC_SHIM_NODE");
+    drmDevicePtr dev = nullptr;
+    REQUIRE(drmGetDevice2(n.fd, 0, &dev) == 0);
+    REQUIRE(dev != nullptr);
+    CHECK(dev->bustype == DRM_BUS_PLATFORM);
+    REQUIRE((dev->available_nodes & (1 << DRM_NODE_RENDER)) != 0);
+    CHECK(std::string(dev->nodes[DRM_NODE_RENDER]) == path);
+    CHECK(std::string(dev->businfo.platform->fullname) == "/soc@0/gpu@5000000");
+    REQUIRE(dev->deviceinfo.platform->compatible != nullptr);
+    CHECK(std::string(dev->deviceinfo.platform->compatible[0]) == "qcom,adreno");
+    drmFreeDevice(&dev);
+
+    drmDevicePtr devs[8] = {};
+    int count = drmGetDevices2(0, devs, 8);
+    REQUIRE(count == 1); // only the node: other /dev/dri entries and 226:* minors are hidden
+    CHECK(std::string(devs[0]->nodes[DRM_NODE_RENDER]) == path);
+    drmFreeDevices(devs, count);
+
+    char* name = drmGetRenderDeviceNameFromFd(n.fd);
+    REQUIRE(name != nullptr);
+    CHECK(std::string(name) == path);
+    std::free(name);
+}
+
+TEST_CASE("The node's directory lists only the node; sysfs links resolve under /sys") {
+    const std::string path = env_or_skip("FDNC_SHIM_NODE");
+    const std::string dir = path.substr(0, path.rfind('/'));
+    const std::string base = path.substr(path.rfind('/') + 1);
+    DIR* d = opendir(dir.c_str());
+    REQUIRE(d != nullptr);
+    std::vector<std::string> names;
+    while (dirent* e = readdir(d))
+        if (std::strcmp(e->d_name, ".") && std::strcmp(e->d_name, ".."))
+            names.push_back(e->d_name);
+    closedir(d);
+    CHECK(names == std::vector<std::string>{base});
+
+    struct stat st {};
+    REQUIRE(stat("/sys/dev/char/226:128/device/drm", &st) == 0); // drmNodeIsDRM
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK(stat("/sys/dev/char/226:0", &st) == -1); // another DRM minor: hidden
+    CHECK(errno == ENOENT);
+    char buf[PATH_MAX];
+    REQUIRE(realpath("/sys/dev/char/226:128/device/subsystem", buf) != nullptr);
+    CHECK(std::string(buf) == "/sys/bus/platform");
+    REQUIRE(realpath("/sys/dev/char/226:128", buf) != nullptr);
+    CHECK(std::string(buf) == "/sys/devices/platform/fdnc-gpu.0/drm/" + base);
+    ssize_t n = readlink("/sys/dev/char/226:128/device/driver", buf, sizeof buf - 1);
+    REQUIRE(n > 0);
+    buf[n] = '\0';
+    CHECK(std::string(buf).substr(std::string(buf).rfind('/') + 1) == "msm");
+    // The resolved name is served too (a caller may realpath first, then read).
+    std::ifstream uevent("/sys/devices/platform/fdnc-gpu.0/uevent");
+    std::string line;
+    REQUIRE(std::getline(uevent, line));
+    CHECK(line == "DRIVER=msm");
+    FILE* f = fopen("/sys/dev/char/226:128/uevent", "r");
+    REQUIRE(f != nullptr);
+    char text[256] = {};
+    CHECK(fread(text, 1, sizeof text - 1, f) > 0);
+    fclose(f);
+    CHECK(std::string(text).find("DEVNAME=dri/" + base) != std::string::npos);
+    // Paths that are not the node's are untouched.
+    CHECK(realpath("/proc/self", buf) != nullptr);
+    CHECK(std::string(buf).rfind("/proc/", 0) == 0);
 }
