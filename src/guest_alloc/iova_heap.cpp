@@ -290,8 +290,10 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         }
         bin = first_bin_from(bin + 1);
     }
-    // (2) Aligned: the heads of a few classes below the guaranteed one (most fit with padding).
-    for (unsigned probes = 0; mask != 0 && bin < guaranteed && probes < kMaxProbes; ++probes) {
+    // (2) Aligned and nearly full: the heads of a few classes below the guaranteed one (most fit
+    // with some padding), which keeps the bigger blocks whole.
+    const unsigned class_probes = mask != 0 && nearly_full() ? kMaxProbes : 0;
+    for (unsigned probes = 0; bin < guaranteed && probes < class_probes; ++probes) {
         const uint32_t head = bin_head_[bin];
         if (const uint32_t first = fit(head); first != kNoUnit)
             return take(head, bin, first, units);

@@ -27,19 +27,19 @@
 // Allocation of p units aligned to a units. The short path (unaligned, heap at most 7/8 full):
 // the head of p's own class if it is long enough (below 32 units always: an exact fit), else the
 // head of the first non-empty class at or above bin_round_up(p), every block of which fits: no
-// list is walked. Otherwise (alloc_slow): (1) p's own class: its head, or up to kMaxProbes blocks
-// when nearly full; (2) aligned: the heads of up to kMaxProbes classes below the guaranteed one
-// (most fit with some padding); (3) the head of the first non-empty class at or above
-// bin_round_up(p + a - 1), where every block fits padding included; (4) if there is none (nearly
-// full), a bounded scan of up to kMaxProbes blocks in each of kMaxProbes lists below it. The
-// front padding before an aligned start and the tail after the range become free blocks of their
-// own, so alignment wastes no space. When the rest of a block stays in its class, the block
-// keeps its node and list place and only moves up.
+// list is walked. Otherwise (alloc_slow): (1) p's own class: its head, or up to kMaxProbes
+// blocks when nearly full; (2) aligned and nearly full: the heads of up to kMaxProbes classes
+// below the guaranteed one (most fit with some padding); (3) the head of the first non-empty
+// class at or above bin_round_up(p + a - 1), where every block fits padding included; (4) if
+// there is none (nearly full), a bounded scan of up to kMaxProbes blocks in each of kMaxProbes
+// lists below it. The front padding before an aligned start and the tail after the range become
+// free blocks of their own, so alignment wastes no space. When the rest of a block stays in its
+// class, the block keeps its node and list place and only moves up.
 //
 // Nearly full (more than 7/8 of the range live), the heap trades a little speed for packing: the
-// probes of (1) and lists kept lower-address-first (one step of address ordering on insert), so
-// allocations gather low and the high blocks stay whole. At 95 % this is what keeps failed
-// requests near best fit's.
+// probes of (1) and (2), and lists kept lower-address-first (one step of address ordering on
+// insert), so allocations gather low and the high blocks stay whole. At 95 % this is what keeps
+// failed requests near best fit's.
 //
 // Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
 // to 1, doubled when the live ranges reach the bucket count) maps an iova to its node. The block

@@ -69,15 +69,18 @@ TEST_CASE("Front padding of an aligned allocation stays free and usable", "[iova
     CHECK(heap.stats().largest_free == heap.size());
 }
 
-TEST_CASE("An aligned request uses a small hole whose padding fits", "[iova_heap][paths]") {
-    IovaHeap heap(kVaStart, 64 * MiB);
-    // A 20-page hole starting 4 pages before a 64 KiB boundary: a 16-page, 64 KiB-aligned
-    // request fits at the boundary (the guaranteed class would need 31 pages).
-    const auto a = fill(heap, {12 * kPage, 20 * kPage, kPage});
+TEST_CASE("Nearly full, an aligned request uses a small hole whose padding fits",
+          "[iova_heap][paths]") {
+    IovaHeap heap(kVaStart, 4 * MiB);  // 1024 pages
+    // A 20-page hole starting 4 pages before a 64 KiB boundary, the rest of the heap full but
+    // for a 40-page block at the end: a 16-page, 64 KiB-aligned request fits in the hole at the
+    // boundary (the guaranteed class needs 31 pages, and the 40-page block is in it).
+    const auto a = fill(heap, {12 * kPage, 20 * kPage, (1024 - 72) * kPage});
     heap.free(a[1]);
     const auto b = heap.alloc(16 * kPage, 64 * KiB);
     REQUIRE(b);
     CHECK(*b == kVaStart + 16 * kPage);
+    CHECK(heap.stats().largest_free == 40 * kPage);
     CHECK(heap.check_invariants());
 }
 
