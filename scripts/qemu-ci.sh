@@ -17,7 +17,23 @@ the guest's result. Inside the guest, in order: the test binaries (run directly,
 `fdnc-info virtgpu:/dev/dri/renderD128 --json`, the 'guest' suite (virtgpu probe path against
 the real kernel), fdnc-hostsim + fdnc-replay over vtest.
 
+Hosts (--host):
+  native  (default when it can be set up) the production path: QEMU 11 from a Debian sid root
+          (downloaded once with a private apt configuration and unpacked with dpkg -x into
+          $FDNC_CACHE_DIR, default /var/cache/fdnc), started through that root's own loader with
+          virtio-gpu-gl-pci,drm_native_context=on and egl-headless, the real virglrenderer 1.3
+          (scripts/realhost/build-virglrenderer.sh, cached) first on its library path and fdnc's
+          msm kernel model (libfdnc_drm_shim.so) preloaded. In the guest, on top of the steps
+          above: fdnc-info must be usable; fdnc-replay --iova guest on every synthetic workload
+          and shared capture and tests/c_api/c_api_test over virtgpu:/dev/dri/renderD128, all with
+          faults 0 and async errors 0; afterwards the host-side shim log is checked.
+  plain   Debian's own QEMU (bookworm: 7.2, no native context): the negative test; fdnc-info must
+          say "not usable" with its reasons.
+  auto    native if its set-up works, else plain (the reason is printed)
+
 Options:
+  --host native|plain|auto  see above (default auto)
+  --frames N           native: --frames of each synthetic workload (default 4)
   --build DIR          build directory (default: build, as scripts/test.sh uses)
   --qemu BIN           QEMU binary (default: qemu-system-$(uname -m))
   --machine STRING     -machine type (default: q35 on x86_64, virt on aarch64)
@@ -36,7 +52,8 @@ Options:
   -h, --help           this text
 
 Files: build/qemu-ci/serial.log (the guest console, kept), build/qemu-ci/qemu.log (QEMU's own
-output), build/qemu-cache/ (the unpacked guest kernel and modules, reused).
+output), build/qemu-cache/ (the unpacked guest kernel and modules, reused); native: build/qemu-ci/shim.log
+(the host kernel model's ioctl log), $FDNC_CACHE_DIR/qemu-sid-root-<key>/ (the sid root).
 
 Exit status:
   0  the guest ran everything and printed "FDNC-GUEST-RESULT: pass"
@@ -66,6 +83,8 @@ EXPECT_NC=auto
 REPLAY_ARGS="--frames 4 --json -"
 TIMEOUT=270
 KEEP=0
+HOST=auto
+FRAMES=4
 BUILD="$FDNC_ROOT/build"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -81,6 +100,8 @@ while [[ $# -gt 0 ]]; do
         --replay-args) REPLAY_ARGS="${2?}"; shift 2 ;;
         --timeout) TIMEOUT="${2:?}"; shift 2 ;;
         --keep) KEEP=1; shift ;;
+        --host) HOST="${2:?}"; shift 2 ;;
+        --frames) FRAMES="${2:?}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
     esac
@@ -88,6 +109,12 @@ done
 [[ "$TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout needs whole seconds"
 [[ "$ACCEL" =~ ^(auto|kvm|tcg)$ ]] || die "--accel is auto, kvm or tcg"
 [[ -z "$MODULES" || -n "$KERNEL" ]] || die "--modules goes with --kernel"
+[[ "$HOST" =~ ^(auto|native|plain)$ ]] || die "--host is native, plain or auto"
+[[ "$FRAMES" =~ ^[0-9]+$ ]] || die "--frames needs a whole number"
+if [[ "$HOST" != plain && "$HOST_ARCH" != x86_64 ]]; then
+    [[ "$HOST" == native ]] && die "--host native is x86_64 only"
+    HOST=plain
+fi
 
 t_start=$(date +%s.%N)
 elapsed() { awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -97,15 +124,43 @@ export FDNC_BUILD="$BUILD"
 # shellcheck source=scripts/setup.sh
 source "$FDNC_ROOT/scripts/setup.sh" || die "scripts/setup.sh failed"
 QEMU_PACKAGES=(busybox-static cpio gzip xz-utils kmod)
-[[ "$QEMU" == "qemu-system-$HOST_ARCH" && -n "$QEMU_PACKAGE" ]] && QEMU_PACKAGES+=("$QEMU_PACKAGE")
+[[ "$HOST" != native && "$QEMU" == "qemu-system-$HOST_ARCH" && -n "$QEMU_PACKAGE" ]] && QEMU_PACKAGES+=("$QEMU_PACKAGE")
 [[ -n "$MACHINE" ]] || die "no default QEMU machine for $HOST_ARCH: pass --machine"
 fdnc_install_packages "${QEMU_PACKAGES[@]}" || die "cannot install ${QEMU_PACKAGES[*]}"
-command -v "$QEMU" >/dev/null || die "QEMU binary $QEMU not found"
 ninja -C "$FDNC_BUILD" || die "build failed in $FDNC_BUILD"
-
 OUT="$FDNC_BUILD/qemu-ci"
 CACHE="$FDNC_BUILD/qemu-cache"
 mkdir -p "$OUT" "$CACHE"
+
+# The native host: sid root (QEMU 11), the real virglrenderer, the kernel model. Each part is
+# cached outside the checkout; a failure is fatal with --host native and means plain with auto.
+QEMU_PREFIX=()
+QEMU_VERSION=""
+if [[ "$HOST" != plain ]]; then
+    # shellcheck source=scripts/qemu/native.sh
+    source "$FDNC_ROOT/scripts/qemu/native.sh"
+    if native_prepare; then
+        HOST=native
+        QEMU_PREFIX=("${NATIVE_PREFIX[@]}")
+        QEMU="$NATIVE_QEMU"
+        QEMU_VERSION="$NATIVE_QEMU_VERSION"
+        GPU_DEVICE=virtio-gpu-gl-pci,hostmem=2G,blob=true,drm_native_context=on
+        [[ -n "$QEMU_ARGS" ]] && QEMU_ARGS+=" "
+        QEMU_ARGS+="$NATIVE_QEMU_ARGS -display egl-headless,rendernode=$NATIVE_NODE"
+        [[ "$EXPECT_NC" == auto ]] && EXPECT_NC=yes
+    else
+        [[ "$HOST" == native ]] && die "--host native cannot be set up: $NATIVE_WHY"
+        echo "FDNC-QEMU-CI: native host not available ($NATIVE_WHY): falling back to --host plain"
+        HOST=plain
+        fdnc_install_packages "$QEMU_PACKAGE" || die "cannot install $QEMU_PACKAGE"
+    fi
+fi
+if [[ "$HOST" == plain ]]; then
+    command -v "$QEMU" >/dev/null || die "QEMU binary $QEMU not found"
+    QEMU_VERSION=$("$QEMU" --version | sed -n '1s/.*version \([0-9][0-9.]*\).*/\1/p')
+fi
+echo "FDNC-QEMU-CI: host $HOST, QEMU ${QEMU_VERSION:-?} at $(elapsed) s"
+
 LOG="$OUT/serial.log"
 QLOG="$OUT/qemu.log"
 rm -f "$LOG" "$QLOG"
@@ -138,6 +193,10 @@ while read -r applet; do
     [[ -e "$ROOT/$applet" ]] || ln -s /bin/busybox "$ROOT/$applet"
 done < <("$BUSYBOX" --list-full)
 install -m 0755 "$FDNC_ROOT/scripts/qemu/init.sh" "$ROOT/init"
+# A dynamic /bin/true (coreutils; its libc comes with the staged binaries'): a test that execs it
+# with a preloaded library (drm_shim's bad-setting test) needs the dynamic loader, which busybox's
+# static applet never runs.
+[[ -x /usr/bin/true ]] && ! ldd /usr/bin/true 2>&1 | grep -q "not a dynamic" && rm -f "$ROOT/bin/true" && cp /usr/bin/true "$ROOT/bin/true"
 : >"$ROOT/fdnc/modules.order"
 if [[ -n "$MODDIR" ]]; then
     [[ -f "$MODDIR/modules.order" ]] || die "$MODDIR has no modules.order"
@@ -151,11 +210,21 @@ TRACES="$(realpath -m "$FDNC_ROOT/../shared/traces")"
 MESON_PY=$(head -1 "$(command -v meson)" | sed -n "s/^#! *\(\/[^ ]*python[0-9.]*\)$/\1/p")
 # meson's own interpreter can read its test setup (should_fail); stage.py says if it cannot.
 "${MESON_PY:-python3}" "$FDNC_ROOT/scripts/qemu/stage.py" "$FDNC_ROOT" "$FDNC_BUILD" "$ROOT" "$TRACES" || die "staging the guest root failed"
+# Native: a guest-side ioctl counter for the replays (how many kernel calls one bo_new costs).
+if [[ "$HOST" == native ]]; then
+    gcc -O2 -shared -fPIC -o "$ROOT/fdnc/ioctl_count.so" "$FDNC_ROOT/scripts/qemu/ioctl_count.c" ||
+        echo "FDNC-QEMU-CI: warning: cannot build the guest ioctl counter; replays run without it"
+fi
 # TCG runs code several times slower than the host: stretch each test's meson timeout.
 cat >"$ROOT/fdnc/ci.env" <<ENV
 FDNC_EXPECT_NC=$EXPECT_NC
 FDNC_TIMEOUT_MULT=4
 FDNC_REPLAY_ARGS="$REPLAY_ARGS"
+FDNC_HOST=$HOST
+FDNC_QEMU_VERSION=$QEMU_VERSION
+FDNC_NATIVE_FRAMES=$FRAMES
+FDNC_TRACES_DIR=$(cat "$ROOT/fdnc/traces.dir" 2>/dev/null)
+FDNC_IOCTL_COUNT="$( [[ -f "$ROOT/fdnc/ioctl_count.so" ]] && echo "env LD_PRELOAD=/fdnc/ioctl_count.so FDNC_IOCTL_COUNT_OUT=/tmp/ioctl-count.txt")"
 ENV
 
 INITRD="$OUT/initramfs.cpio.gz"
@@ -168,7 +237,7 @@ accel_args=()
 if [[ "$ACCEL" == auto ]]; then
     ACCEL=tcg
     if [[ -r /dev/kvm && -w /dev/kvm ]]; then
-        if timeout -k 2 20 "$QEMU" -machine "$MACHINE,accel=kvm" -cpu host -m 256M -nodefaults -display none \
+        if timeout -k 2 20 "${QEMU_PREFIX[@]}" "$QEMU" -machine "$MACHINE,accel=kvm" -cpu host -m 256M -nodefaults -display none \
             -no-reboot -monitor none -serial none -kernel "$VMLINUZ" -append "panic=-1 quiet" \
             </dev/null >"$OUT/kvm-probe.log" 2>&1; then
             ACCEL=kvm
@@ -183,7 +252,9 @@ echo "FDNC-QEMU-CI: accelerator $ACCEL, GPU device $GPU_DEVICE"
 
 # shellcheck disable=SC2206
 extra=($QEMU_ARGS)
-cmd=("$QEMU" "${accel_args[@]}" -m 1G -smp 2 -nodefaults -display none -no-reboot -monitor none
+display_args=(-display none)
+[[ "$HOST" == native ]] && display_args=()
+cmd=("${QEMU_PREFIX[@]}" "$QEMU" "${accel_args[@]}" -m 1G -smp 2 -nodefaults "${display_args[@]}" -no-reboot -monitor none
      -kernel "$VMLINUZ" -initrd "$INITRD" -append "console=$CONSOLE panic=-1 quiet"
      -device "$GPU_DEVICE" -chardev "file,id=log,path=$LOG" -serial chardev:log "${extra[@]}")
 echo "FDNC-QEMU-CI: timeout $TIMEOUT ${cmd[*]}"
@@ -193,11 +264,29 @@ timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null >"$QLOG" 2>&1 &
 qpid=$!
 tail -n +1 -s 0.2 -f --pid="$qpid" "$LOG" &
 tpid=$!
+# QEMU 11 with egl-headless often hangs at exit in EGL cleanup: once the guest printed its result,
+# give it a few seconds to power off, then SIGTERM (timeout passes it on and SIGKILLs 5 s later).
+(
+    while kill -0 "$qpid" 2>/dev/null; do
+        if grep -aq '^FDNC-GUEST-RESULT:' "$LOG" 2>/dev/null; then
+            for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qpid" 2>/dev/null || exit 0; sleep 0.5; done
+            echo "FDNC-QEMU-CI: QEMU still running 5 s after the guest's result: stopping it"
+            kill -TERM "$qpid" 2>/dev/null
+            exit 0
+        fi
+        sleep 0.5
+    done
+) &
+wpid=$!
 set +e
 wait "$qpid"
 qrc=$?
 wait "$tpid"
+kill "$wpid" 2>/dev/null
+wait "$wpid" 2>/dev/null
 set -e
+stopped_by_us=0
+if [[ $qrc -ne 0 ]] && grep -aq '^FDNC-GUEST-RESULT:' "$LOG"; then stopped_by_us=1; fi
 t_end=$(date +%s.%N)
 run_s=$(awk -v a="$t_boot" -v b="$t_end" 'BEGIN { printf "%.1f", b - a }')
 user_s=$(grep -a -m1 'FDNC-GUEST: userspace reached at' "$LOG" | awk '{ print $5 }' || true)
@@ -207,15 +296,24 @@ if [[ "$KEEP" == 0 ]]; then rm -rf "$ROOT" "$INITRD"; fi
 
 marker=$(grep -a '^FDNC-GUEST-RESULT:' "$LOG" | tail -1 | tr -d '\r' || true)
 echo "FDNC-QEMU-CI: guest userspace at ${user_s:-?} s (guest uptime), QEMU ran ${run_s} s, total $(elapsed) s, accel $ACCEL, QEMU exit $qrc; log: $LOG"
-if [[ $qrc -eq 124 || $qrc -eq 137 ]]; then
+native_log_ok=1
+if [[ "$HOST" == native ]]; then
+    native_check_shim_log "$OUT/shim.log" || native_log_ok=0
+fi
+if [[ $stopped_by_us -eq 0 && ( $qrc -eq 124 || $qrc -eq 137 ) ]]; then
     echo "FDNC-QEMU-CI: TIMEOUT: the guest did not finish within $TIMEOUT s" >&2
     exit 3
 fi
 case "$marker" in
-    "FDNC-GUEST-RESULT: pass"*) echo "FDNC-QEMU-CI: PASS (${marker#FDNC-GUEST-RESULT: })"; exit 0 ;;
+    "FDNC-GUEST-RESULT: pass"*)
+        if [[ $native_log_ok -eq 0 ]]; then
+            echo "FDNC-QEMU-CI: FAIL (the guest passed, the host-side shim log did not: see above) (${marker#FDNC-GUEST-RESULT: })" >&2
+            exit 1
+        fi
+        echo "FDNC-QEMU-CI: PASS (${marker#FDNC-GUEST-RESULT: })"; exit 0 ;;
     "FDNC-GUEST-RESULT: fail"*) echo "FDNC-QEMU-CI: FAIL (${marker#FDNC-GUEST-RESULT: })" >&2; exit 1 ;;
 esac
-if [[ $qrc -ne 0 ]]; then
+if [[ $qrc -ne 0 && $stopped_by_us -eq 0 ]]; then
     echo "FDNC-QEMU-CI: QEMU FAILED with exit $qrc before the guest printed a result (see $QLOG)" >&2
     exit 4
 fi

@@ -12,7 +12,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp && mount -t tmpfs tmpfs /tmp
 
-# Written by qemu-ci.sh: FDNC_EXPECT_NC (auto|yes), FDNC_TIMEOUT_MULT, FDNC_REPLAY_ARGS.
+# Written by qemu-ci.sh: FDNC_EXPECT_NC (auto|yes), FDNC_TIMEOUT_MULT, FDNC_REPLAY_ARGS, FDNC_HOST
+# (plain|native), FDNC_QEMU_VERSION, FDNC_NATIVE_FRAMES, FDNC_TRACES_DIR.
 . /fdnc/ci.env
 . /fdnc/tools.env
 
@@ -102,6 +103,60 @@ else
     skip "guest-suite" "not built (no test in suite 'guest')"
 fi
 
+log "== 3b/4 the real host (virglrenderer 1.3 over QEMU's native context): replays + C API =="
+NATIVE_RESULT="not-run"
+CAPI_RESULT="not-run"
+NODE_URI=virtgpu:/dev/dri/renderD128
+# replay_summary FILE: "bos=N p50=X p99=Y faults=F async=A" from fdnc-replay's --json (guest mode).
+replay_summary() {
+    awk '/"bo_new_us"/ { b = 1 } b && /"p50"/ { gsub(/[,"]/, ""); p50 = $2 } b && /"p99"/ { gsub(/[,"]/, ""); p99 = $2; b = 0 }
+         /"bos"/ { gsub(/[,"]/, ""); bos = $2 } /"faults"/ { gsub(/[,"]/, ""); if ($2 + 0 > f) f = $2 + 0 }
+         /"async_errors"/ { gsub(/[,"]/, ""); if ($2 + 0 > a) a = $2 + 0 }
+         END { printf "bos=%s bo_new_p50_us=%s bo_new_p99_us=%s faults=%d async_errors=%d", bos, p50, p99, f, a }' "$1"
+}
+if [ "$FDNC_HOST" = native ]; then
+    if [ -z "$FDNC_REPLAY" ]; then
+        fail "native-replay" "fdnc-replay not built"
+    else
+        runs=0 passed=0
+        set -- "w:gl-frames" "w:compute" "w:alloc-storm"
+        for t in "$FDNC_TRACES_DIR"/*.rd "$FDNC_TRACES_DIR"/*.rd.gz; do [ -f "$t" ] && set -- "$@" "rd:$t"; done
+        for item in "$@"; do
+            kind=${item%%:*} what=${item#*:}
+            if [ "$kind" = w ]; then args="--workload $what --frames $FDNC_NATIVE_FRAMES"; name=$what
+            else args="--rd $what"; name=$(basename "$what"); fi
+            runs=$((runs + 1))
+            t0=$(uptime_s)
+            # shellcheck disable=SC2086
+            $FDNC_IOCTL_COUNT timeout -s KILL $((120 * FDNC_TIMEOUT_MULT)) "$FDNC_REPLAY" --uri "$NODE_URI" --iova guest \
+                $args --quiet --json /tmp/native.json >/tmp/native.out 2>&1
+            rc=$?
+            took=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')
+            sum=$(replay_summary /tmp/native.json 2>/dev/null)
+            log "native-replay $name: exit $rc $sum (${took} s)"
+            [ -s /tmp/ioctl-count.txt ] && log "native-replay $name ioctls: $(tr '\n' ' ' </tmp/ioctl-count.txt)" && rm -f /tmp/ioctl-count.txt
+            case "$sum" in
+                *" faults=0 async_errors=0") ;;
+                *) rc=${rc#0}; rc=${rc:-9} ;;
+            esac
+            if [ "$rc" = 0 ]; then passed=$((passed + 1))
+            else cat /tmp/native.out; fail "native-replay-$name" "exit $rc $sum"; fi
+        done
+        NATIVE_RESULT="$passed/$runs"
+    fi
+    if [ -n "$FDNC_CAPI_TEST" ]; then
+        timeout -s KILL $((120 * FDNC_TIMEOUT_MULT)) "$FDNC_CAPI_TEST" "$NODE_URI" >/tmp/capi.out 2>&1
+        rc=$?
+        cat /tmp/capi.out
+        if [ $rc -eq 0 ]; then CAPI_RESULT=pass; log "c_api_test $NODE_URI: pass"
+        else CAPI_RESULT="exit$rc"; fail "c-api" "c_api_test $NODE_URI exit $rc"; fi
+    else
+        fail "c-api" "c_api_test not built"
+    fi
+else
+    log "(plain host: no native context, nothing to replay on it)"
+fi
+
 log "== 4/4 fdnc-hostsim + fdnc-replay over vtest inside the guest =="
 REPLAY_RESULT="not-built"
 SOCK=/tmp/fdnc-vtest.sock
@@ -144,6 +199,7 @@ fi
 
 if [ -z "$FAILS" ]; then verdict=pass; else verdict=fail; fi
 echo "FDNC-GUEST-RESULT: $verdict tests=$TESTS_PASSED/$TESTS_RUN info=$INFO_RESULT replay=$REPLAY_RESULT" \
+    "host=${FDNC_HOST:-plain} qemu=${FDNC_QEMU_VERSION:-?} kernel=$(uname -r) native-replays=$NATIVE_RESULT capi=$CAPI_RESULT" \
     "failed=[${FAILS# }] skipped=[${SKIPS# }] uptime=$(uptime_s)s"
 sync
 poweroff -f
