@@ -34,6 +34,8 @@ Hosts (--host):
 Options:
   --host native|plain|auto  see above (default auto)
   --frames N           native: --frames of each synthetic workload (default 4)
+  --suites LIST        step 1 runs only the registered tests of these meson suites (comma list;
+                       default: every registered test); the others are listed as skipped
   --build DIR          build directory (default: build, as scripts/test.sh uses)
   --qemu BIN           QEMU binary (default: qemu-system-$(uname -m))
   --machine STRING     -machine type (default: q35 on x86_64, virt on aarch64)
@@ -102,6 +104,7 @@ while [[ $# -gt 0 ]]; do
         --keep) KEEP=1; shift ;;
         --host) HOST="${2:?}"; shift 2 ;;
         --frames) FRAMES="${2:?}"; shift 2 ;;
+        --suites) export FDNC_QEMU_SUITES="${2:?}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
     esac

@@ -107,12 +107,14 @@ log "== 3b/4 the real host (virglrenderer 1.3 over QEMU's native context): repla
 NATIVE_RESULT="not-run"
 CAPI_RESULT="not-run"
 NODE_URI=virtgpu:/dev/dri/renderD128
-# replay_summary FILE: "bos=N p50=X p99=Y faults=F async=A" from fdnc-replay's --json (guest mode).
+# replay_summary FILE: bos, submits, batches, bo_new host waits and p50/p99 (us), faults, async
+# errors from fdnc-replay's --json (guest mode; the last field pair is what the check below reads).
 replay_summary() {
     awk '/"bo_new_us"/ { b = 1 } b && /"p50"/ { gsub(/[,"]/, ""); p50 = $2 } b && /"p99"/ { gsub(/[,"]/, ""); p99 = $2; b = 0 }
-         /"bos"/ { gsub(/[,"]/, ""); bos = $2 } /"faults"/ { gsub(/[,"]/, ""); if ($2 + 0 > f) f = $2 + 0 }
+         /"bos"/ { gsub(/[,"]/, ""); bos = $2 } /"submits"/ { gsub(/[,"]/, ""); sub_ = $2 }
+         /"batches"/ { gsub(/[,"]/, ""); bat = $2 } /"host_waits_bo_new"/ { gsub(/[,"]/, ""); hw = $2 } /"faults"/ { gsub(/[,"]/, ""); if ($2 + 0 > f) f = $2 + 0 }
          /"async_errors"/ { gsub(/[,"]/, ""); if ($2 + 0 > a) a = $2 + 0 }
-         END { printf "bos=%s bo_new_p50_us=%s bo_new_p99_us=%s faults=%d async_errors=%d", bos, p50, p99, f, a }' "$1"
+         END { printf "bos=%s submits=%s batches=%s bo_new_host_waits=%s bo_new_p50_us=%s bo_new_p99_us=%s faults=%d async_errors=%d", bos, sub_, bat, hw, p50, p99, f, a }' "$1"
 }
 if [ "$FDNC_HOST" = native ]; then
     if [ -z "$FDNC_REPLAY" ]; then

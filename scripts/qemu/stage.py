@@ -130,6 +130,10 @@ def main():
         sys.exit("usage: stage.py SRC_ROOT BUILD_DIR GUEST_ROOT TRACES_DIR")
     src_root, build_dir, root, traces = sys.argv[1:]
     st = Stager(src_root, build_dir, root)
+    # FDNC_QEMU_SUITES (qemu-ci.sh --suites): comma-separated suites for the guest's step 1; unset = all.
+    only_suites = None
+    if os.environ.get("FDNC_QEMU_SUITES"):
+        only_suites = set(os.environ["FDNC_QEMU_SUITES"].split(","))
 
     def introspect(what):
         res = subprocess.run(["meson", "introspect", build_dir, what], capture_output=True, text=True)
@@ -157,6 +161,10 @@ def main():
         suites = t.get("suite") or []
         suite = suites[0].split(":")[-1] if suites else "-"
         out = "guest-tests.sh" if "guest" in [x.split(":")[-1] for x in suites] else "tests.sh"
+        if only_suites is not None and out == "tests.sh" and suite not in only_suites:
+            lines[out].append("fdnc_skip_test " + " ".join(shlex.quote(x) for x in [
+                t["name"], suite, f"suite {suite} not selected (qemu-ci.sh --suites)"]))
+            continue
         if not os.path.exists(exe):
             sys.exit(f"stage.py: test {t['name']}: {exe} is not built (run ninja -C {build_dir})")
         if not is_elf(exe) or not os.path.realpath(exe).startswith(st.build_dir + os.sep):
