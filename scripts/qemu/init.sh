@@ -88,7 +88,15 @@ if [ -n "$FDNC_INFO" ]; then
     # fdnc-info documents 0 = native context usable, 2 = not usable (reason printed), 1 = bad usage.
     case "$rc:$FDNC_EXPECT_NC" in
         0:*) INFO_RESULT="usable" ;;
-        2:auto) INFO_RESULT="not-usable(expected)" ;;
+        2:auto)
+            # The named reasons, short, for the verdict line.
+            why=""
+            grep -q 'capset 6 not in' /tmp/info.json && why="$why+no-capset-6"
+            grep -q 'CONTEXT_INIT unsupported' /tmp/info.json && why="$why+no-context-init"
+            grep -q 'no 3D support' /tmp/info.json && why="$why+no-3d"
+            grep -q 'no blob resources' /tmp/info.json && why="$why+no-blob"
+            grep -q 'no host-visible memory' /tmp/info.json && why="$why+no-host-visible"
+            INFO_RESULT="not-usable(expected${why:+:${why#+}})" ;;
         2:yes) fail "fdnc-info" "native context expected (--expect-native-context) but not usable" ;;
         *) fail "fdnc-info" "exit status $rc is neither 0 nor the documented not-usable 2" ;;
     esac
