@@ -42,7 +42,7 @@ struct fdnc_submit;
 
 struct fdnc_stats {
    uint64_t host_waits;          /* times the guest blocked on the host, all reasons */
-   uint64_t host_waits_bo_new;   /* ... of which inside bo_new (the design keeps this 0) */
+   uint64_t host_waits_bo_new;   /* bo_new calls that blocked on the host, for any reason (the design keeps this 0) */
    uint64_t faults;              /* GPU faults reported by the host (shmem global_faults) */
    uint64_t async_errors;        /* shmem async_error */
    uint64_t ccmds;               /* requests sent */

@@ -76,8 +76,7 @@ int fdnc_device_stats(fdnc_device* dev, fdnc_stats* out) {
     fdnc::DeviceStats s = dev->dev->stats();
     *out = fdnc_stats{};
     out->host_waits = s.host_waits;
-    out->host_waits_bo_new = s.host_waits_by_reason[static_cast<size_t>(fdnc::HostWait::HostIova)] +
-                             s.host_waits_by_reason[static_cast<size_t>(fdnc::HostWait::VaPressure)];
+    out->host_waits_bo_new = s.bo_new_waits;
     out->faults = s.faults;
     out->async_errors = s.async_errors;
     out->ccmds = s.ccmds;

@@ -298,6 +298,24 @@ void Device::trim_cache() {
     for (Bo* bo : cache_->evict(now_ns(), -1)) bo_destroy_backing(bo);
 }
 
+// One definition of a "bo_new wait", used by the stats, fdnc-replay and the C API: a bo_new
+// (bo_new_at, bo_import) call during which this thread blocked on the host for any reason, as
+// the transports and RequestBuffer note it after the fact (note_host_block). Counted when the
+// call returns, so it cannot be counted before it happened or for another thread's wait.
+class BoNewWaitProbe {
+public:
+    explicit BoNewWaitProbe(std::atomic<uint64_t>& count) : count_(count), before_(host_blocks_on_this_thread()) {}
+    ~BoNewWaitProbe() {
+        if (host_blocks_on_this_thread() != before_) count_.fetch_add(1, std::memory_order_relaxed);
+    }
+    BoNewWaitProbe(const BoNewWaitProbe&) = delete;
+    BoNewWaitProbe& operator=(const BoNewWaitProbe&) = delete;
+
+private:
+    std::atomic<uint64_t>& count_;
+    const uint64_t before_;
+};
+
 static uint32_t msm_flags_for(uint32_t flags, bool has_cached_coherent) {
     uint32_t f = 0;
     if (flags & kBoScanout) f |= wire::MSM_BO_SCANOUT;
@@ -308,6 +326,7 @@ static uint32_t msm_flags_for(uint32_t flags, bool has_cached_coherent) {
 }
 
 Bo* Device::bo_new(uint64_t size, uint32_t flags, const char* name, int* err) {
+    BoNewWaitProbe probe(bo_new_waits_);
     int dummy;
     if (!err) err = &dummy;
     *err = 0;
@@ -354,6 +373,7 @@ Bo* Device::bo_new(uint64_t size, uint32_t flags, const char* name, int* err) {
 }
 
 Bo* Device::bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* name, int* err) {
+    BoNewWaitProbe probe(bo_new_waits_);
     int dummy;
     if (!err) err = &dummy;
     *err = 0;
@@ -447,8 +467,9 @@ int Device::host_assign_iova(Bo* bo) {
     if (ret < 0) return ret;
     auto req = ccmd::fdnc_gem_get_iova(res_id);
     uint8_t rsp[ccmd::kFdncGemGetIovaRspSize] = {};
-    waits_.count(HostWait::HostIova);
+    const uint64_t blocks = host_blocks_on_this_thread();
     ret = requests_->send_sync(req.span(), rsp, opts_.sync_timeout_ns);
+    if (host_blocks_on_this_thread() != blocks) waits_.count(HostWait::HostIova); // after, and only if it blocked
     if (ret < 0) return ret;
     int32_t host_ret = 0;
     uint64_t iova = 0;
@@ -472,6 +493,7 @@ int Device::resolve_res_id(Bo* bo, uint32_t* res_id) {
 }
 
 Bo* Device::bo_import(int fd, int* err) {
+    BoNewWaitProbe probe(bo_new_waits_);
     int dummy;
     if (!err) err = &dummy;
     if (status() != 0) {
@@ -607,8 +629,9 @@ Pipe* Device::pipe_new(uint32_t prio, int* err) {
     }
     auto req = ccmd::submitqueue_new(0, prio);
     uint8_t rsp[ccmd::kSubmitqueueNewRspSize] = {};
-    waits_.count(HostWait::SyncRequest);
+    const uint64_t blocks = host_blocks_on_this_thread();
     int ret = requests_->send_sync(req.span(), rsp, opts_.sync_timeout_ns);
+    if (host_blocks_on_this_thread() != blocks) waits_.count(HostWait::SyncRequest);
     int32_t host_ret = -1;
     uint32_t queue_id = 0;
     if (ret == 0 && (!ccmd::parse_submitqueue_new(rsp, &host_ret, &queue_id) || host_ret != 0))
@@ -640,6 +663,7 @@ DeviceStats Device::stats() {
     DeviceStats s;
     check_async_error();
     s.host_waits = waits_.total();
+    s.bo_new_waits = bo_new_waits_.load(std::memory_order_relaxed);
     for (size_t i = 0; i < static_cast<size_t>(HostWait::Count); i++)
         s.host_waits_by_reason[i] = waits_.get(static_cast<HostWait>(i));
     const uint32_t off = load_shmem_u32(shmem_, offsetof(wire::vdrm_shmem, rsp_mem_offset));

@@ -46,6 +46,9 @@ struct DeviceOptions {
 
 struct DeviceStats {
     uint64_t host_waits = 0;
+    // bo_new / bo_new_at / bo_import calls that blocked on the host for any reason (the design
+    // keeps this 0 in guest mode); the one definition fdnc-replay and the C API report.
+    uint64_t bo_new_waits = 0;
     uint64_t host_waits_by_reason[static_cast<size_t>(HostWait::Count)] = {};
     uint64_t faults = 0;
     uint64_t async_errors = 0;
@@ -150,6 +153,7 @@ private:
     void* shmem_ = nullptr;
     std::unique_ptr<RequestBuffer> requests_;
     HostWaitCounters waits_;
+    std::atomic<uint64_t> bo_new_waits_{0};
 
     std::mutex lock_; // heap, quarantine, handle table, pipes, pending host objects
     std::unique_ptr<IovaHeap> heap_;

@@ -24,11 +24,6 @@ int64_t now_ns() {
         .count();
 }
 
-// Waits bo_new can do: the host's iova (host mode), address-space pressure, a resource id.
-uint64_t bo_new_waits(Device& d) {
-    HostWaitCounters& w = d.host_waits();
-    return w.get(HostWait::HostIova) + w.get(HostWait::VaPressure) + w.get(HostWait::ResourceId);
-}
 
 // State shared by the stream threads of one mode.
 struct Shared {
@@ -86,16 +81,15 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
     for (const Event& e : stream.events) {
         switch (e.kind) {
         case EventKind::Alloc: {
-            const uint64_t w0 = bo_new_waits(sh.dev);
+            const uint64_t w0 = host_blocks_on_this_thread();
             const int64_t a = now_ns();
             Bo* bo = e.iova ? sh.dev.bo_new_at(e.iova, e.size, e.flags, nullptr, &err)
                             : sh.dev.bo_new(e.size, e.flags, nullptr, &err);
             const int64_t b = now_ns();
             r.bo_new_ns.push_back(static_cast<uint64_t>(b - a));
             span("bo_new", a, b);
-            // The counters are device-wide: with several streams this marks a span as a wait
-            // when another thread's bo_new waited meanwhile (the totals come from DeviceStats).
-            if (bo_new_waits(sh.dev) != w0) span("host_wait", a, b);
+            // This thread's own blocks (DeviceStats::bo_new_waits counts the same way).
+            if (host_blocks_on_this_thread() != w0) span("host_wait", a, b);
             if (!bo) {
                 if (r.alloc_failures++ == 0)
                     r.error = "bo_new(" + std::to_string(e.size) + ") failed: " + std::strerror(-err);
@@ -385,8 +379,7 @@ ModeResult run_mode(const Workload& w, IovaMode mode, const ReplayOptions& opts,
     dev->retire();
     res.stats = dev->stats();
     // Only bo_new waits for these two reasons (ResourceId can also come from a flush on vtest).
-    res.bo_new_host_waits = res.stats.host_waits_by_reason[static_cast<size_t>(HostWait::HostIova)] +
-                            res.stats.host_waits_by_reason[static_cast<size_t>(HostWait::VaPressure)];
+    res.bo_new_host_waits = res.stats.bo_new_waits;
     const DeviceStats final_stats = res.stats;
     res.counters.push_back({sh.rel(now_ns()), final_stats.va_live_bytes, final_stats.va_quarantined_bytes, 0});
     if (opts.ranges) {

@@ -62,7 +62,7 @@ struct ModeResult {
     int64_t wall_ns = 0;
     std::vector<uint64_t> bo_new_ns;   // every call, in order
     std::vector<uint64_t> frame_ns;    // stream 0's frame times
-    uint64_t bo_new_host_waits = 0;    // waits only bo_new does: HostIova + VaPressure
+    uint64_t bo_new_host_waits = 0;    // bo_new calls that blocked on the host (DeviceStats::bo_new_waits)
     uint64_t max_inflight = 0;
     uint64_t max_quarantined_ranges = 0;
     DeviceStats stats;                 // at the end, after every submit retired

@@ -59,6 +59,7 @@ struct InprocTransport::Impl {
         bool done = false;
         int result = 0;
         Clock::time_point visible_at; // when the guest may see the answer
+        bool arms_stall = false;      // InprocConfig::stall starts after this call (the shmem map)
     };
     enum class Kind { Execbuf, CreateBlob, Unref, Call };
     struct Item {
@@ -82,6 +83,7 @@ struct InprocTransport::Impl {
         uint64_t size = 0;
         void* map = nullptr;
         uint64_t map_size = 0;
+        bool shmem = false; // blob_id 0: the shared page (B7)
         bool have_key = false;
         FileKey key{};
     };
@@ -99,6 +101,7 @@ struct InprocTransport::Impl {
     std::deque<Item> queue;
     bool stopping = false;
     bool dead = false;
+    bool stalled = false; // InprocConfig::stall, after the first round trip
     bool context_created = false;
     std::atomic<bool> stop_flag{false}; // read while polling an in-fence without the lock
     std::vector<Ring> rings;
@@ -167,7 +170,7 @@ struct InprocTransport::Impl {
         std::unique_lock lk(mu);
         for (;;) {
             if (stopping) break;
-            if (queue.empty()) {
+            if (queue.empty() || stalled) { // InprocConfig::stall: items pile up, nothing runs
                 host_cv.wait(lk);
                 continue;
             }
@@ -222,6 +225,7 @@ struct InprocTransport::Impl {
             it.call->result = r;
             it.call->done = true;
             it.call->visible_at = Clock::now() + half_rtt;
+            if (cfg.stall && it.call->arms_stall) stalled = true;
             guest_cv.notify_all();
             return r >= 0;
         }
@@ -230,9 +234,10 @@ struct InprocTransport::Impl {
     }
 
     // A round trip: the host runs fn in order with everything sent before; -EPIPE if it dies.
-    int call(std::function<int(Host&)> fn) {
+    int call(std::function<int(Host&)> fn, bool arms_stall = false) {
         auto c = std::make_shared<Call>();
         c->fn = std::move(fn);
+        c->arms_stall = arms_stall;
         std::unique_lock lk(mu);
         if (dead || stopping) return -EPIPE;
         Item it{};
@@ -240,6 +245,7 @@ struct InprocTransport::Impl {
         it.call = c;
         push(std::move(it));
         ++st.host_waits;
+        note_host_block("round trip");
         for (;;) {
             if (c->done && Clock::now() >= c->visible_at) return c->result;
             if (dead) return -EPIPE;
@@ -325,6 +331,7 @@ int InprocTransport::create_blob(const BlobCreateArgs& args, uint32_t* handle) {
     m.push(std::move(it));
     const uint32_t h = m.next_handle++;
     m.blobs[h] = Impl::Blob{res_id, args.size};
+    m.blobs[h].shmem = args.blob_id == 0;
     *handle = h;
     return 0;
 }
@@ -378,6 +385,7 @@ int InprocTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
         if (now >= deadline) return -ETIMEDOUT;
         if (!counted) {
             ++m.st.host_waits;
+            note_host_block("fence");
             counted = true;
         }
         auto wake = deadline;
@@ -390,6 +398,7 @@ int InprocTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
 int InprocTransport::map_blob(uint32_t handle, uint64_t size, void** ptr) {
     Impl& m = *impl_;
     uint32_t res_id;
+    bool shmem;
     {
         std::lock_guard g(m.mu);
         auto it = m.blobs.find(handle);
@@ -400,10 +409,11 @@ int InprocTransport::map_blob(uint32_t handle, uint64_t size, void** ptr) {
             return 0;
         }
         res_id = it->second.res_id;
+        shmem = it->second.shmem;
     }
     HostMapping hm;
     const uint32_t ctx = m.ctx;
-    const int r = m.call([&](Host& h) { return h.resource_map(ctx, res_id, &hm); });
+    const int r = m.call([&](Host& h) { return h.resource_map(ctx, res_id, &hm); }, shmem);
     if (r < 0) return r;
     if (!hm.ptr || size > hm.size) return -EINVAL;
     std::lock_guard g(m.mu);

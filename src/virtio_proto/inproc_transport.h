@@ -31,10 +31,14 @@ struct InprocConfig {
     uint64_t chip_id = 0;  // 0 = the host model's default
     uint64_t oom_after = 0; // host model: allocations that succeed before -ENOMEM (0 = never)
     uint32_t ctx_id = 0;    // 0 = a fresh process-wide id
+    // A host that stops: once the context's shared page is mapped, the host thread keeps taking
+    // requests and never runs or answers another one (round trips then end only at close()). What "never waits on the
+    // host" is proven against: a call that waits can only time out.
+    bool stall = false;
 };
 
 // "inproc", "inproc:" or "inproc:key=value,..." with keys rtt_us, gpu_us, va_start, va_size,
-// gpu_id, chip_id, oom_after, ctx_id. Numbers are decimal or 0x-hex with an optional K/M/G
+// gpu_id, chip_id, oom_after, ctx_id, stall (0/1). Numbers are decimal or 0x-hex with an optional K/M/G
 // (binary) suffix. Unknown keys and bad numbers are errors; *error names the reason.
 std::optional<InprocConfig> parse_inproc_uri(std::string_view uri, std::string* error = nullptr);
 

@@ -228,8 +228,11 @@ int RequestBuffer::wait_host(TransportFence fence, uint32_t seqno, int64_t timeo
     if (fence)
         if (int r = transport_.wait_fence(fence, timeout_ns); r < 0) return r;
     int64_t slice_ns = 0;
-    for (;;) {
-        if (seqno_passed(host_seqno(), seqno)) return 0;
+    for (bool blocked = false;; blocked = true) {
+        if (seqno_passed(host_seqno(), seqno)) {
+            if (blocked) note_host_block("shared page seqno");
+            return 0;
+        }
         const auto waited = Clock::now() - start;
         if (timeout_ns >= 0 && waited >= std::chrono::nanoseconds(timeout_ns)) return -ETIMEDOUT;
         if (waited < kSpin) {

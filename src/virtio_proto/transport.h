@@ -15,6 +15,15 @@
 
 namespace fdnc {
 
+// Host blocks: every transport call (and RequestBuffer's seqno wait) that actually blocked on the
+// host — waited for a reply, a fence, a round trip or socket space — notes it here, on the calling
+// thread, after it happened. A caller learns whether its own call blocked by comparing
+// host_blocks_on_this_thread() before and after (Device counts bo_new waits this way), without
+// attributing another thread's waits to itself.
+uint64_t host_blocks_on_this_thread();
+const char* last_host_block_on_this_thread(); // what the last one waited for ("" if none)
+void note_host_block(const char* what);       // `what`: a string literal
+
 struct BlobCreateArgs {
     uint32_t blob_mem = 0;   // wire::VIRTGPU_BLOB_MEM_*
     uint32_t blob_flags = 0; // wire::VIRTGPU_BLOB_FLAG_*

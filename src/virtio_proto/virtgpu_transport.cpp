@@ -349,6 +349,7 @@ int VirtgpuTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
     case FenceLookup::Pending: return -EIO; // never: the kernel hands the fd out with the ioctl
     case FenceLookup::Pollable: break;
     }
+    if (timeout_ns != 0 && poll_fence_fd(fd, 0) != 0) note_host_block("fence");
     const int r = poll_fence_fd(fd, timeout_ns);
     ::close(fd);
     if (r == 0) m.timelines.mark_signaled(fence.ring_idx, fence.point);
