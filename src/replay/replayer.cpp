@@ -59,6 +59,13 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
     auto span = [&](const char* name, int64_t a, int64_t b) {
         if (sh.opts.trace) out.spans.push_back({name, tid, sh.rel(a), b - a});
     };
+    // A fence wait that does not end signaled is a failed run: a host that never retires work
+    // must not pass with inflated frame times.
+    auto wait_done = [&](int ret, uint32_t fence) {
+        if (ret == 0) return;
+        if (r.wait_failures++ == 0 && r.error.empty())
+            r.error = "waiting for fence " + std::to_string(fence) + " failed: " + std::strerror(-ret);
+    };
     struct InFlight { uint32_t fence; int64_t t_flush; uint64_t index; };
     std::deque<InFlight> inflight;
     std::vector<int64_t> retired_at;     // by this thread's submit index (-1 = not seen yet)
@@ -204,7 +211,7 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
                 const uint32_t f = frame_fences[frame_fences.size() - 1 - sh.opts.frames_in_flight];
                 if (f && !pipe->is_retired(f)) {
                     const int64_t a = now_ns();
-                    pipe->wait(f, sh.dev.options().sync_timeout_ns);
+                    wait_done(pipe->wait(f, sh.dev.options().sync_timeout_ns), f);
                     span("host_wait", a, now_ns());
                 }
             }
@@ -217,7 +224,7 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
     if (last_fence) {
         const int64_t a = now_ns();
         if (!pipe->is_retired(last_fence)) {
-            pipe->wait(last_fence, sh.dev.options().sync_timeout_ns);
+            wait_done(pipe->wait(last_fence, sh.dev.options().sync_timeout_ns), last_fence);
             span("host_wait", a, now_ns());
         }
     }

@@ -58,6 +58,7 @@ struct ModeResult {
     uint64_t submit_failures = 0;
     uint64_t writes = 0;
     uint64_t write_failures = 0;
+    uint64_t wait_failures = 0;        // fence waits that did not end signaled (timeout, lost host)
     uint64_t frames = 0;
     int64_t wall_ns = 0;
     std::vector<uint64_t> bo_new_ns;   // every call, in order
@@ -72,8 +73,8 @@ struct ModeResult {
     LatencySummary bo_new() const { return summarize(bo_new_ns); }
     LatencySummary frame() const { return summarize(frame_ns); }
     bool clean() const {
-        return error.empty() && alloc_failures == 0 && submit_failures == 0 && write_failures == 0 && stats.faults == 0 &&
-               stats.async_errors == 0;
+        return error.empty() && alloc_failures == 0 && submit_failures == 0 && write_failures == 0 &&
+               wait_failures == 0 && stats.faults == 0 && stats.async_errors == 0;
     }
 };
 

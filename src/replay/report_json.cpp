@@ -31,6 +31,7 @@ json mode_json(const ModeResult& m) {
         {"async_errors", m.stats.async_errors},
         {"alloc_failures", m.alloc_failures},
         {"submit_failures", m.submit_failures},
+        {"wait_failures", m.wait_failures},
         {"upload_failures", m.write_failures},
         {"ccmds", m.stats.ccmds},
         {"batches", m.stats.batches},

@@ -123,6 +123,7 @@ std::string format_problems(const std::vector<ModeResult>& modes) {
         add(m.alloc_failures, "failed bo_new");
         add(m.submit_failures, "failed submit(s)");
         add(m.write_failures, "failed upload(s)");
+        add(m.wait_failures, "failed fence wait(s)");
     }
     return out;
 }

@@ -1,6 +1,6 @@
 // fdnc-smoke: the smallest honest end-to-end run through the in-process transport. Opens an
 // InprocTransport over MiniHost, creates and maps the shared page (G5), does GET_PARAM round
-// trips and prints what happened. scripts/run.sh runs it until fdnc-replay lands.
+// trips and prints what happened (the proto suite's smoke test; the main job is fdnc-replay).
 #include <cerrno>
 #include <chrono>
 #include <cinttypes>
