@@ -59,6 +59,7 @@ std::string summary_json(const RunInfo& info, const std::vector<ModeResult>& mod
     };
     if (!info.placement_reason.empty()) j["placement_reason"] = info.placement_reason;
     if (!info.host_mode_skipped.empty()) j["host_mode_skipped"] = info.host_mode_skipped;
+    if (info.injected_rtt_us >= 0) j["injected_rtt_us"] = info.injected_rtt_us;
     j["modes"] = json::object();
     for (const ModeResult& m : modes) j["modes"][m.mode] = mode_json(m);
     if (modes.size() == 2) {

@@ -20,6 +20,7 @@
 #include "replay/report.h"
 #include "replay/report_json.h"
 #include "replay/workloads.h"
+#include "virtio_proto/inproc_transport.h"
 #include "virtio_proto/msm_uapi.h"
 
 namespace {
@@ -176,6 +177,8 @@ int main(int argc, char** argv) {
         } // else: the runs report why the device does not open
     }
     info.transport = uri;
+    if (uri.rfind("inproc", 0) == 0)
+        if (auto cfg = parse_inproc_uri(uri)) info.injected_rtt_us = cfg->rtt_us;
     info.bo_cache = bo_cache;
     info.suballoc = suballoc;
 
