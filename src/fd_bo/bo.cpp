@@ -58,7 +58,9 @@ void* Bo::map(int* err) {
     }
     if (void* m = map_.load(std::memory_order_acquire)) return m;
     void* m = nullptr;
+    const uint64_t blocks = host_blocks_on_this_thread();
     int ret = dev_->transport().map_blob(handle_, alloc_size_, &m);
+    if (host_blocks_on_this_thread() != blocks) dev_->host_waits().count(HostWait::Map);
     if (ret < 0) {
         *err = ret;
         return nullptr;
@@ -151,7 +153,9 @@ int Bo::export_dmabuf() {
     Bo* b = backing();
     if (b != this) return -EINVAL; // a sub-bo shares its block: not exportable on its own
     int fd = -1;
+    const uint64_t blocks = host_blocks_on_this_thread();
     int ret = dev_->transport().export_blob_fd(handle_, &fd);
+    if (host_blocks_on_this_thread() != blocks) dev_->host_waits().count(HostWait::Share);
     if (ret < 0) return ret;
     exported_ = true; // never recycled through the cache from now on
     return fd;

@@ -26,6 +26,8 @@ const char* host_wait_name(HostWait w) {
     case HostWait::ResourceId: return "resource_id";
     case HostWait::VaPressure: return "va_pressure";
     case HostWait::HostIova: return "host_iova";
+    case HostWait::Map: return "map";
+    case HostWait::Share: return "share";
     case HostWait::Teardown: return "teardown";
     case HostWait::Count: break;
     }
@@ -502,7 +504,9 @@ Bo* Device::bo_import(int fd, int* err) {
     }
     uint32_t handle = 0;
     uint64_t size = 0;
+    const uint64_t blocks = host_blocks_on_this_thread();
     int ret = transport_->import_blob_fd(fd, &handle, &size);
+    if (host_blocks_on_this_thread() != blocks) waits_.count(HostWait::Share);
     if (ret < 0) {
         *err = ret;
         return nullptr;
@@ -580,18 +584,21 @@ void Device::bo_destroy(Bo* bo) {
 void Device::bo_destroy_backing(Bo* bo) {
     if (void* m = bo->map_.exchange(nullptr)) transport_->unmap_blob(bo->handle_, m, bo->alloc_size_);
     std::vector<FencePoint> fences = bo->fences_snapshot();
+    const bool guest_range = bo->iova_ != 0 && opts_.iova_mode == IovaMode::Guest;
+    uint32_t res_id = bo->res_id_;
+    if (guest_range && res_id == 0) {
+        // Never resolved (vtest, never submitted): the later SET_IOVA(0) needs it. Resolving may
+        // read a pipelined reply, so it happens before lock_ is taken, and a wait is counted.
+        bool waited = false;
+        transport_->resource_id(bo->handle_, &res_id, &waited);
+        if (waited) waits_.count(HostWait::ResourceId);
+    }
     std::lock_guard<std::mutex> g(lock_);
     handles_.erase(bo->handle_);
-    if (bo->iova_ == 0 || opts_.iova_mode == IovaMode::Host) {
+    if (!guest_range) {
         // No guest-owned range: the host frees the kernel-chosen iova with the object.
         to_close_.push_back(bo->handle_);
     } else {
-        uint32_t res_id = bo->res_id_;
-        if (res_id == 0) {
-            // Never resolved (vtest, never submitted): resolving now may wait, but it is a free path.
-            bool waited = false;
-            transport_->resource_id(bo->handle_, &res_id, &waited);
-        }
         parked_[bo->iova_] = ParkedObject{bo->handle_, res_id};
         retire_locked();
         ParkStatus st = quarantine_->park(bo->iova_, fences);

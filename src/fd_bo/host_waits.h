@@ -1,5 +1,7 @@
 // Every place the guest blocks on the host, by reason. The mission is to keep bo_new off this list;
-// the counters are public (fdnc_stats, fdnc-replay) so anybody can check.
+// the counters are public (fdnc_stats, fdnc-replay) so anybody can check. Each is counted after the
+// call and only if it blocked: the transports note every block on the calling thread
+// (note_host_block, virtio_proto/transport.h), and the Device classifies it here.
 #pragma once
 
 #include <array>
@@ -16,6 +18,8 @@ enum class HostWait : uint32_t {
     ResourceId,  // the transport had to wait for a resource id (vtest's pipelined blob replies)
     VaPressure,  // the address space was full until in-flight submits retired
     HostIova,    // the old path: the host assigns a new buffer's iova (--iova=host baseline)
+    Map,         // a first CPU mapping the host had to provide (vtest: EXPORT_FD; inproc: a round trip)
+    Share,       // dma-buf export or import through the host
     Teardown,    // device close waits for outstanding work
     Count,
 };
