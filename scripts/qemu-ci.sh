@@ -43,6 +43,8 @@ Options:
   --qemu-args "ARGS"   extra QEMU arguments, word-split (e.g. -object/-accel/-display options)
   --accel auto|kvm|tcg auto (default) probes KVM with a short boot and falls back to TCG
   --kernel PATH        boot this kernel instead of Debian's linux-image-*-<arch>
+  --kernel-suite SUITE Debian's kernel from SUITE (e.g. trixie: 6.12) instead of the machine's own
+                       suite, through a private apt configuration (nothing installed)
   --modules DIR        with --kernel: directory of plain .ko files + modules.order (load order);
                        without it the kernel must have virtio-gpu built in
   --expect-native-context
@@ -97,6 +99,7 @@ while [[ $# -gt 0 ]]; do
         --qemu-args) QEMU_ARGS="${2:?}"; shift 2 ;;
         --accel) ACCEL="${2:?}"; shift 2 ;;
         --kernel) KERNEL="$(realpath "${2:?}")"; shift 2 ;;
+        --kernel-suite) export QK_SUITE="${2:?}"; shift 2 ;;
         --modules) MODULES="$(realpath "${2:?}")"; shift 2 ;;
         --expect-native-context) EXPECT_NC=yes; shift ;;
         --replay-args) REPLAY_ARGS="${2?}"; shift 2 ;;

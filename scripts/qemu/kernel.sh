@@ -4,6 +4,10 @@
 # only vmlinuz and the virtio-gpu modules, decompressed, in load order.
 #
 # qemu_ci_kernel CACHE_DIR  ->  sets QK_VMLINUZ, QK_MODULES_DIR (holds *.ko + modules.order), QK_PACKAGE
+#
+# QK_SUITE (optional, e.g. trixie): take the kernel from that Debian suite instead of the machine's
+# own, through a private apt configuration (sources list for the suite, from the archive URI in the
+# machine's debian.sources; own lists/state under CACHE_DIR/apt-<suite>); nothing is installed.
 
 # The modules a virtio-gpu-pci device needs; their dependencies come from modules.dep.
 QK_WANTED_MODULES=(virtio_pci virtio_gpu)
@@ -16,12 +20,36 @@ qk_sudo() { if [[ $(id -u) -ne 0 ]]; then sudo "$@"; else "$@"; fi; }
 QK_ARCH=$(dpkg --print-architecture)
 
 # The kernel package linux-image-$QK_ARCH depends on, else the newest linux-image-<ver>-$QK_ARCH.
+QK_APT_OPTS=()
+
+# A private apt configuration for QK_SUITE (sid-root.sh's sr_archive_uri gives the archive URI).
+qk_suite_apt() {
+    local cache="$1" dir uri
+    dir="$(realpath -m "$cache/apt-$QK_SUITE")"
+    # shellcheck source=scripts/qemu/sid-root.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/sid-root.sh"
+    uri=$(sr_archive_uri)
+    [[ -n "$uri" ]] || qk_die "no Debian archive URI in the machine's apt sources"
+    mkdir -p "$dir"/{etc/sources.list.d,etc/preferences.d,state/lists/partial,cache/archives/partial}
+    [[ -f "$dir/state/status" ]] || : >"$dir/state/status"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $QK_SUITE main" >"$dir/etc/sources.list"
+    QK_APT_OPTS=(-o "Dir::Etc::SourceList=$dir/etc/sources.list" -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
+                 -o "Dir::Etc::Preferences=$dir/etc/preferences" -o "Dir::Etc::PreferencesParts=$dir/etc/preferences.d"
+                 -o "Dir::State=$dir/state" -o "Dir::State::Lists=$dir/state/lists"
+                 -o "Dir::State::status=$dir/state/status" -o "Dir::Cache=$dir/cache"
+                 -o "Dir::Cache::archives=$dir/cache/archives" -o "Debug::NoLocking=true" -o "APT::Sandbox::User=root")
+    if [[ ! -f "$dir/updated" ]]; then
+        apt-get "${QK_APT_OPTS[@]}" update -qq >&2 || qk_die "apt-get update of $QK_SUITE from $uri failed"
+        touch "$dir/updated"
+    fi
+}
+
 qk_pick_package() {
     local pkg
-    pkg=$(apt-cache depends "linux-image-$QK_ARCH" 2>/dev/null |
+    pkg=$(apt-cache "${QK_APT_OPTS[@]}" depends "linux-image-$QK_ARCH" 2>/dev/null |
           awk -v a="$QK_ARCH" '$1 == "Depends:" && $2 ~ "^linux-image-[0-9].*-" a "$" { print $2; exit }')
     if [[ -z "$pkg" ]]; then
-        pkg=$(apt-cache search --names-only "^linux-image-[0-9][0-9.]*-[0-9]+-$QK_ARCH\$" 2>/dev/null |
+        pkg=$(apt-cache "${QK_APT_OPTS[@]}" search --names-only "^linux-image-[0-9][0-9.]*-[0-9]+-$QK_ARCH\$" 2>/dev/null |
               awk '{ print $1 }' | sort -V | tail -1)
     fi
     echo "$pkg"
@@ -29,8 +57,9 @@ qk_pick_package() {
 
 qemu_ci_kernel() {
     local cache="$1" pkg
+    [[ -n "${QK_SUITE:-}" ]] && qk_suite_apt "$cache"
     pkg=$(qk_pick_package)
-    if [[ -z "$pkg" ]]; then
+    if [[ -z "$pkg" && -z "${QK_SUITE:-}" ]]; then
         echo "FDNC-QEMU-CI: no linux-image-*-$QK_ARCH in the apt lists; running apt-get update" >&2
         qk_sudo apt-get update -qq || qk_die "apt-get update failed: cannot reach the Debian archive"
         pkg=$(qk_pick_package)
@@ -53,7 +82,7 @@ qemu_ci_kernel() {
     # shellcheck disable=SC2064
     trap "rm -rf '$work'" RETURN
     # _apt cannot write into a root-owned mktemp dir; the download then runs unsandboxed (harmless).
-    if ! (cd "$work" && apt-get download "$pkg" >"$work/download.log" 2>&1); then
+    if ! (cd "$work" && apt-get "${QK_APT_OPTS[@]}" download "$pkg" >"$work/download.log" 2>&1); then
         cat "$work/download.log" >&2
         qk_die "apt-get download $pkg failed: no network to the Debian package archive?" \
             "(the QEMU CI job needs a guest kernel; pass --kernel PATH to use a local one)"
