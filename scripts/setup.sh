@@ -15,30 +15,7 @@ FDNC_PACKAGES=(
   python3
 )
 
-fdnc_missing_packages() {
-  local missing=()
-  for p in "$@"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-      missing+=("$p")
-    fi
-  done
-  echo "${missing[@]:-}"
-}
-
-fdnc_install_packages() {
-  local missing
-  missing="$(fdnc_missing_packages "$@")"
-  if [[ -z "${missing// /}" ]]; then
-    return 0
-  fi
-  echo "fdnc: installing missing Debian packages: $missing"
-  local sudo=""
-  if [[ $(id -u) -ne 0 ]]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  # shellcheck disable=SC2086
-  $sudo apt-get install -y -qq --no-install-recommends $missing
-}
+source "$FDNC_ROOT/scripts/lib/packages.sh"
 
 fdnc_configure() {
   local builddir="$1"; shift

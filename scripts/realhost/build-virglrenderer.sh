@@ -27,30 +27,7 @@ PACKAGES=(meson ninja-build pkg-config gcc libdrm-dev libepoxy-dev libgbm-dev xz
 log() { echo "build-virglrenderer: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Same check as scripts/setup.sh's fdnc_missing_packages (setup.sh itself also configures fdnc's
-# build when sourced, so it is not sourced here).
-missing_packages() {
-  local missing=() p
-  for p in "$@"; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-      missing+=("$p")
-    fi
-  done
-  echo "${missing[@]:-}"
-}
-
-install_packages() {
-  local missing
-  missing="$(missing_packages "$@")"
-  [[ -z "${missing// /}" ]] && return 0
-  log "installing missing Debian packages: $missing"
-  local sudo=""
-  [[ $(id -u) -ne 0 ]] && sudo="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >&2
-  # shellcheck disable=SC2086
-  $sudo apt-get install -y -qq --no-install-recommends $missing >&2
-}
+source "$ROOT/scripts/lib/packages.sh"
 
 [[ -f "$TARBALL" ]] || die "tarball not found: $TARBALL"
 sha="$(sha256sum "$TARBALL" | cut -d' ' -f1)"
@@ -66,7 +43,7 @@ if [[ -f "$STAMP" && -x "$SERVER" ]]; then
   exit 0
 fi
 
-install_packages "${PACKAGES[@]}"
+fdnc_install_packages "${PACKAGES[@]}"
 
 if [[ -e "$CACHE" ]]; then
   log "removing incomplete cache $CACHE"

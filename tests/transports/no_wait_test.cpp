@@ -70,26 +70,34 @@ TEST_CASE("on a stalled in-process host, host mode times out in bo_new and count
     CHECK(dev->stats().bo_new_waits == 1);
 }
 
-TEST_CASE("bo_new returns with the vtest server stopped, as long as the socket buffer lasts", "[no_wait][vtest]") {
+// A device over a fresh fdnc-hostsim, which is then stopped (SIGSTOP) until `resume()`.
+struct StoppedHostsim {
     test::HostsimProcess hs;
-    REQUIRE(hs.ok());
-    VtestOptions vo;
-    vo.socket_path = hs.socket_path();
-    vo.io_timeout_ms = 300; // a blocked read or write fails after this
-    std::string err;
-    auto t = VtestTransport::connect(vo, &err);
-    REQUIRE(t);
-    auto dev = Device::open(std::move(t), plain(IovaMode::Guest), &err);
-    INFO(err);
-    REQUIRE(dev);
-    hs.pause();
+    std::unique_ptr<Device> dev;
+    explicit StoppedHostsim(IovaMode mode) {
+        REQUIRE(hs.ok());
+        VtestOptions vo;
+        vo.socket_path = hs.socket_path();
+        vo.io_timeout_ms = 300; // a blocked read or write fails after this
+        std::string err;
+        auto t = VtestTransport::connect(vo, &err);
+        REQUIRE(t);
+        dev = Device::open(std::move(t), plain(mode), &err);
+        INFO(err);
+        REQUIRE(dev);
+        hs.pause();
+    }
+};
+
+TEST_CASE("bo_new returns with the vtest server stopped, as long as the socket buffer lasts", "[no_wait][vtest]") {
+    StoppedHostsim s(IovaMode::Guest);
     // 200 creates: below the transport's bound on unread replies (256) and well inside the
-    // socket buffer (each is a GEM_NEW batch and a blob create, ~150 bytes).
+    // socket buffer (each is one write of a GEM_NEW batch and a blob create).
     std::vector<Bo*> bos;
     int first_err = 0;
-    const int made = new_bos(*dev, 200, &bos, &first_err);
-    const uint64_t waits = dev->stats().bo_new_waits;
-    hs.resume();
+    const int made = new_bos(*s.dev, 200, &bos, &first_err);
+    const uint64_t waits = s.dev->stats().bo_new_waits;
+    s.hs.resume();
     CHECK(made == 200);
     CHECK(first_err == 0);
     CHECK(waits == 0);
@@ -97,23 +105,12 @@ TEST_CASE("bo_new returns with the vtest server stopped, as long as the socket b
 }
 
 TEST_CASE("with the vtest server stopped, host mode fails in bo_new and counts the wait", "[no_wait][vtest]") {
-    test::HostsimProcess hs;
-    REQUIRE(hs.ok());
-    VtestOptions vo;
-    vo.socket_path = hs.socket_path();
-    vo.io_timeout_ms = 300;
-    std::string err;
-    auto t = VtestTransport::connect(vo, &err);
-    REQUIRE(t);
-    auto dev = Device::open(std::move(t), plain(IovaMode::Host), &err);
-    INFO(err);
-    REQUIRE(dev);
-    hs.pause();
+    StoppedHostsim s(IovaMode::Host);
     std::vector<Bo*> bos;
     int first_err = 0;
-    const int made = new_bos(*dev, 1, &bos, &first_err);
-    const uint64_t waits = dev->stats().bo_new_waits;
-    hs.resume();
+    const int made = new_bos(*s.dev, 1, &bos, &first_err);
+    const uint64_t waits = s.dev->stats().bo_new_waits;
+    s.hs.resume();
     CHECK(made == 0);
     CHECK(first_err != 0);
     CHECK(waits == 1);
