@@ -16,6 +16,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "crash_report.h"
 #include "ioctl_log.h"
 #include "render_node.h"
 #include "shim_config.h"
@@ -72,7 +73,10 @@ int fake_stat(struct stat* st) {
 }
 
 // Read settings (and fail on a bad one) when the library is loaded, not at some later open().
-__attribute__((constructor)) void shim_init() { (void)fdnc::shim::shim_config(); }
+__attribute__((constructor)) void shim_init() {
+    (void)fdnc::shim::shim_config();
+    fdnc::shim::install_crash_report();
+}
 __attribute__((destructor)) void shim_fini() { fdnc::shim::write_stats(); }
 
 } // namespace

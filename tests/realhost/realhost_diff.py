@@ -171,9 +171,18 @@ def wait_fd_count(pid, want, timeout=5.0):
     return n
 
 
+def tail_of(path, n):
+    try:
+        with open(path, errors="replace") as f:
+            return [l.rstrip("\n") for l in f.readlines()[-n:]]
+    except OSError as e:
+        return [f"({path}: {e})"]
+
+
 class Server:
-    def __init__(self, kind, pid, socket, kernel_log, proc=None):
+    def __init__(self, kind, pid, socket, kernel_log, server_log, proc=None):
         self.kind, self.pid, self.socket, self.kernel_log, self.proc = kind, pid, socket, kernel_log, proc
+        self.server_log = server_log
         self.idle_fds = -1
 
     def stop(self):
@@ -213,12 +222,13 @@ def wait_socket(path, proc=None, timeout=10.0):
 def start_hostsim(a, era, tmp, gpu_us):
     sock = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.sock")
     klog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.kernel.log")
-    err = open(os.path.join(tmp, f"hostsim-{era}-{gpu_us}.stderr"), "w")
+    slog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.stderr")
+    err = open(slog, "w")
     proc = subprocess.Popen([a.hostsim, "--socket", sock, "--era", era, "--gpu-us", str(gpu_us), "--kernel-log", klog],
                             stdout=subprocess.DEVNULL, stderr=err)
     if not wait_socket(sock, proc):
         raise RuntimeError(f"fdnc-hostsim --era {era} did not start (see {err.name})")
-    return Server("hostsim", proc.pid, sock, klog, proc)
+    return Server("hostsim", proc.pid, sock, klog, slog, proc)
 
 
 def start_real(a, era, tmp, gpu_us):
@@ -232,7 +242,7 @@ def start_real(a, era, tmp, gpu_us):
     if r.returncode != 0:
         raise RuntimeError(f"start-server.sh failed: {r.stderr.strip()}")
     pid = int(r.stdout.strip().splitlines()[-1])
-    return Server("real", pid, sock, klog)
+    return Server("real", pid, sock, klog, slog)
 
 
 def run_client(cmd, env=None, timeout=300):
@@ -384,6 +394,10 @@ def main():
                         idle = hosts[0].idle_fds if kind == "hostsim" else hosts[1].idle_fds
                         if ob["fds"] != idle:
                             problems.append(f"{kind}: fd count {ob['fds']} after the client left, idle {idle}")
+                        if ob["fds"] < 0:  # the server is gone: say what it said last
+                            h = hosts[0] if kind == "hostsim" else hosts[1]
+                            problems.append(f"{kind}: the server died; its last words:")
+                            problems += ["  " + l for l in tail_of(h.server_log, 15)]
                     for k, n in obs["real"]["view"].probe_failures.items():
                         if k.split()[0] not in PROBE_FAILURES_ALLOWED:
                             problems.append(f"real: failing probe call {k} x{n}")
