@@ -48,7 +48,12 @@ rm -f "$socket"
 env=(LD_PRELOAD="$shim" FDNC_SHIM_NODE="$node" FDNC_SHIM_ERA="$era")
 [[ -n "$delay" ]] && env+=(FDNC_SHIM_FENCE_DELAY_US="$delay")
 [[ -n "$log" ]] && env+=(FDNC_SHIM_LOG="$log")
+# virgl_test_server does not ignore SIGPIPE: a reply it writes to a client that already left
+# (an out-fence fd, a blob reply still pending) kills it without a word (seen in the realhost
+# suite). An ignored signal survives exec, so the server gets EPIPE instead and drops the client.
+trap '' PIPE
 env "${env[@]}" setsid "$server" "${args[@]}" </dev/null >"$server_log" 2>&1 &
+trap - PIPE
 pid=$!
 
 # Bounded wait (10 s) for the socket; a server that died (e.g. a bad setting) is reported.
