@@ -8,7 +8,8 @@
 # sid_root_prepare CACHE_BASE  ->  sets SR_ROOT (the unpacked root), SR_QEMU_VERSION
 #
 # The archive URI comes from the machine's /etc/apt/sources.list.d/debian.sources (or
-# /etc/apt/sources.list) at run time: the first stanza that serves the main suite.
+# /etc/apt/sources.list) at run time: the first stanza that serves the main suite
+# (scripts/lib/debian_apt.sh, which also sets up the private apt configuration).
 
 SR_PACKAGES=(qemu-system-x86 qemu-system-modules-opengl qemu-system-common qemu-system-data seabios
              libegl1 libegl-mesa0 libgles2 libglvnd0 libopengl0)
@@ -16,22 +17,11 @@ SR_PACKAGES=(qemu-system-x86 qemu-system-modules-opengl qemu-system-common qemu-
 sr_die() { echo "FDNC-QEMU-CI: ERROR: $*" >&2; exit 2; }
 sr_log() { echo "FDNC-QEMU-CI: sid root: $*" >&2; }
 
-# The Debian archive URI this machine's apt uses for its main suite (not -security, not -updates).
-sr_archive_uri() {
-    local f=/etc/apt/sources.list.d/debian.sources uri=""
-    if [[ -f "$f" ]]; then
-        uri=$(awk '
-            /^[[:space:]]*$/ { if (u != "" && s ~ /(^| )[a-z]+( |$)/ && u !~ /security/) { print u; exit } u = ""; s = ""; next }
-            /^URIs:/ { u = $2 }
-            /^Suites:/ { s = ""; for (i = 2; i <= NF; i++) if ($i !~ /-/) s = s " " $i }
-            END { if (u != "" && u !~ /security/ && s != "") print u }' "$f" | head -1)
-    fi
-    if [[ -z "$uri" && -f /etc/apt/sources.list ]]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' \
-              /etc/apt/sources.list | head -1)
-    fi
-    echo "$uri"
-}
+# shellcheck source=scripts/lib/debian_apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/debian_apt.sh"
+
+# The Debian archive URI this machine's apt uses for its main suite (scripts/qemu/kernel.sh uses it too).
+sr_archive_uri() { fdnc_debian_archive_uri; }
 
 sid_root_prepare() {
     local base="$1" uri key
@@ -47,23 +37,10 @@ sid_root_prepare() {
     fi
     sr_log "preparing $dir from $uri sid (once per machine)"
     rm -rf "$dir"
-    mkdir -p "$dir"/apt/{etc/sources.list.d,etc/preferences.d,state/lists/partial,cache/archives/partial} "$dir/root"
-    : >"$dir/apt/state/status"
-    local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-    [[ -f "$keyring" ]] || sr_die "$keyring missing (package debian-archive-keyring)"
-    echo "deb [signed-by=$keyring] $uri sid main" >"$dir/apt/etc/sources.list"
-    local arch
-    arch=$(dpkg --print-architecture)
-    SR_APT_OPTS=(-o "Dir::Etc::SourceList=$dir/apt/etc/sources.list"
-                 -o "Dir::Etc::SourceParts=$dir/apt/etc/sources.list.d"
-                 -o "Dir::Etc::Preferences=$dir/apt/etc/preferences"
-                 -o "Dir::Etc::PreferencesParts=$dir/apt/etc/preferences.d"
-                 -o "Dir::State=$dir/apt/state" -o "Dir::State::Lists=$dir/apt/state/lists"
-                 -o "Dir::State::status=$dir/apt/state/status"
-                 -o "Dir::Cache=$dir/apt/cache" -o "Dir::Cache::archives=$dir/apt/cache/archives"
-                 -o "APT::Architecture=$arch" -o "APT::Architectures::=$arch"
-                 -o "APT::Install-Recommends=false" -o "APT::Install-Suggests=false"
-                 -o "Debug::NoLocking=true" -o "APT::Sandbox::User=root")
+    mkdir -p "$dir/root"
+    fdnc_private_apt_config "$dir/apt" sid "$uri" ||
+        sr_die "/usr/share/keyrings/debian-archive-keyring.gpg missing (package debian-archive-keyring)"
+    SR_APT_OPTS=("${FDNC_APT_OPTS[@]}")
     apt-get "${SR_APT_OPTS[@]}" update -q >"$dir/apt-update.log" 2>&1 ||
         { tail -20 "$dir/apt-update.log" >&2; sr_die "apt-get update of sid from $uri failed (see $dir/apt-update.log)"; }
     # An empty status file: apt resolves the whole closure (libc6 included) and downloads it.
