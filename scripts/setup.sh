@@ -7,11 +7,13 @@ set -euo pipefail
 FDNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FDNC_BUILD="${FDNC_BUILD:-$FDNC_ROOT/build}"
 
-# Build + test dependencies. The core library needs only libdrm and threads; the tools use the rest.
+# Build + test dependencies. The core library needs only libdrm and threads; the tools use the rest
+# (EGL + GLES2 only for tools/fdnc-glframes, which is skipped without them).
 FDNC_PACKAGES=(
   meson ninja-build g++ pkg-config
   libdrm-dev zlib1g-dev
   catch2 libbenchmark-dev libcli11-dev nlohmann-json3-dev
+  libegl-dev libgles-dev
   python3
 )
 
