@@ -3,8 +3,8 @@
 // same way (VERSION, GET_CAP, GET_UNIQUE, SET_CLIENT_NAME); a backend serves the rest: GEM, PRIME
 // and the driver ioctls (DRM_IOCTL_MSM_*), and mmap of the node at a GEM_INFO GET_OFFSET offset.
 //
-// Backends: host (host_backend.h: host_sim's MsmKernel, for the real virglrenderer) and, later,
-// guest (fd_bo over a transport, under an unmodified Mesa).
+// Backends: host (host_backend.h: host_sim's MsmKernel, for the real virglrenderer) and guest
+// (guest_backend.h: fd_bo over a transport, under an unmodified Mesa).
 //
 // Every call returns 0 or -errno, as the kernel would; the interception layer turns that into
 // -1 + errno. A backend is shared by every thread and every open file of the node: it locks itself.
@@ -45,8 +45,9 @@ public:
     // it for unmap().
     virtual int mmap(BackendFile file, void* addr, size_t len, int prot, int flags, off_t offset,
                      void** out, uint64_t* token) = 0;
-    // The mapping `token` is gone (the interception layer has already unmapped the memory).
-    virtual void unmap(uint64_t token) = 0;
+    // munmap of the whole mapping `token` at addr: the backend unmaps the memory (a backend may
+    // have lent memory it keeps mapped) and drops what the mapping held. 0 or -errno.
+    virtual int unmap(uint64_t token, void* addr, size_t len) = 0;
 };
 
 } // namespace fdnc::shim

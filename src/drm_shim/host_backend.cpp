@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "render_node.h"
 #include "shim_config.h"
 
 namespace fdnc::shim {
@@ -218,6 +219,10 @@ int HostBackend::mmap(BackendFile file, void* addr, size_t len, int prot, int fl
     return 0;
 }
 
-void HostBackend::unmap(uint64_t token) { kernel_.cpu_unmap(token); }
+int HostBackend::unmap(uint64_t token, void* addr, size_t len) {
+    int r = libc().munmap(addr, len) == 0 ? 0 : -errno;
+    kernel_.cpu_unmap(token);
+    return r;
+}
 
 } // namespace fdnc::shim

@@ -36,7 +36,7 @@ public:
     int ioctl(BackendFile file, unsigned long request, void* arg) override;
     int mmap(BackendFile file, void* addr, size_t len, int prot, int flags, off_t offset, void** out,
              uint64_t* token) override;
-    void unmap(uint64_t token) override;
+    int unmap(uint64_t token, void* addr, size_t len) override;
 
     host::MsmKernel& kernel() { return kernel_; }
 

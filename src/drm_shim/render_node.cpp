@@ -16,6 +16,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "guest_backend.h"
 #include "host_backend.h"
 #include "ioctl_log.h"
 #include "virtio_proto/msm_uapi.h"
@@ -71,12 +72,9 @@ int set_client_name(const uint64_t* a) {
 }
 
 std::unique_ptr<Backend> make_backend(const ShimConfig& c) {
-    switch (c.backend) {
-    case BackendKind::Host: return std::make_unique<HostBackend>(c);
-    case BackendKind::Guest: break; // rejected by shim_config()
-    }
-    std::fprintf(stderr, "fdnc drm_shim: bad FDNC_SHIM_BACKEND: the guest backend is not built yet\n");
-    std::abort();
+    if (c.backend == BackendKind::Guest)
+        return std::make_unique<GuestBackend>(c);
+    return std::make_unique<HostBackend>(c);
 }
 
 } // namespace
@@ -298,8 +296,7 @@ bool RenderNode::munmap(void* addr, size_t len, int* result) {
         maps_.erase(it);
         nmaps_.store(maps_.size(), std::memory_order_release);
     }
-    *result = libc().munmap(addr, len) == 0 ? 0 : -errno;
-    backend_->unmap(m.token);
+    *result = backend_->unmap(m.token, addr, len);
     char buf[96];
     std::snprintf(buf, sizeof buf, "addr=%p len=0x%zx", addr, len);
     log_event("MUNMAP", *result, buf);

@@ -60,6 +60,7 @@ public:
     int mmap(int fd, void* addr, size_t len, int prot, int flags, off_t off, void** out);
     bool munmap(void* addr, size_t len, int* result); // false: not a mapping of ours
     void fake_stat(struct stat* st) const;        // a char device 226:minor
+    Backend* backend() { return backend_.get(); }
     uint32_t node_minor() const;
 
 private:

@@ -47,7 +47,7 @@ ShimConfig read_config() {
         if (*v == "host")
             c.backend = BackendKind::Host;
         else if (*v == "guest")
-            bad_setting("FDNC_SHIM_BACKEND", *v, "the guest backend is not built yet");
+            c.backend = BackendKind::Guest;
         else
             bad_setting("FDNC_SHIM_BACKEND", *v, "expected host or guest");
     }
@@ -82,6 +82,11 @@ ShimConfig read_config() {
     }
     if (c.va_start && c.va_size && *c.va_start + *c.va_size < *c.va_start)
         bad_setting("FDNC_SHIM_VA_SIZE", std::to_string(*c.va_size), "VA_START + VA_SIZE overflows");
+    if (auto v = env("FDNC_SHIM_TRANSPORT")) {
+        if (v->empty())
+            bad_setting("FDNC_SHIM_TRANSPORT", *v, "expected a transport URI (vtest:PATH, virtgpu:NODE, inproc:...)");
+        c.transport_uri = *v;
+    }
     if (auto v = env("FDNC_SHIM_LOG"))
         c.log_path = *v;
     if (auto v = env("FDNC_SHIM_STATS"))

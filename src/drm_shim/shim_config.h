@@ -1,7 +1,9 @@
 // ShimConfig: the drm_shim's settings, read from the environment once, at first use.
 //
 //   FDNC_SHIM_BACKEND=host             who serves the msm uAPI: "host" = host_sim's MsmKernel
-//                                      (default); "guest" is reserved (fd_bo; not built yet)
+//                                      (default); "guest" = fd_bo over a transport (Mesa on fdnc)
+//   FDNC_SHIM_TRANSPORT=uri            guest: the transport (default "vtest:", i.e. $VTEST_SOCKET_NAME
+//                                      or /tmp/.virgl_test; "virtgpu:/dev/dri/renderD128", "inproc:")
 //   FDNC_SHIM_NODE=/dev/dri/renderD128 the path whose open() gives the fake node; its renderDN
 //                                      number is the minor reported by stat (226:N)
 //   FDNC_SHIM_ERA=classic|novma|vmbind the kernel era (host_sim KernelEra; default classic)
@@ -36,6 +38,7 @@ struct ShimConfig {
     std::optional<uint64_t> memory_limit;
     std::optional<uint64_t> va_start;
     std::optional<uint64_t> va_size;
+    std::string transport_uri = "vtest:"; // guest backend only
     std::string log_path;   // empty: no log
     std::string stats_path; // empty: no stats
 };
