@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <libdrm/drm.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "capi/open_device.h"
@@ -158,6 +159,8 @@ void GuestBackend::release(Bo* bo) {
         if (it == objects_.end())
             return;
         if (--it->second.holders == 0) {
+            if (it->second.export_id.second)
+                exports_.erase(it->second.export_id);
             objects_.erase(it);
             last = true;
         }
@@ -449,6 +452,17 @@ int GuestBackend::prime_handle_to_fd(File& f, void* arg) {
     if (!bo)
         return -ENOENT;
     int fd = bo->export_dmabuf();
+    if (fd >= 0) {
+        struct stat st {};
+        if (::fstat(fd, &st) == 0) {
+            std::lock_guard lk(mu_);
+            ObjectState& obj = objects_[bo];
+            if (obj.export_id.second)
+                exports_.erase(obj.export_id);
+            obj.export_id = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+            exports_[obj.export_id] = bo;
+        }
+    }
     release(bo);
     if (fd < 0)
         return fd;
@@ -460,6 +474,20 @@ int GuestBackend::prime_handle_to_fd(File& f, void* arg) {
 
 int GuestBackend::prime_fd_to_handle(File& f, void* arg) {
     auto* a = static_cast<drm_prime_handle*>(arg);
+    struct stat st {};
+    if (::fstat(a->fd, &st) != 0)
+        return -errno; // -EBADF
+    Bo* own = nullptr;
+    {
+        std::lock_guard lk(mu_);
+        auto it = exports_.find({static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+        if (it != exports_.end())
+            own = it->second->ref(); // alive: it has a holder while it is in exports_
+    }
+    if (own) {
+        a->handle = add_handle(f, own, MSM_BO_WC);
+        return 0;
+    }
     int err = 0;
     Bo* bo = dev_->bo_import(a->fd, &err);
     if (!bo)

@@ -95,6 +95,7 @@ private:
         std::string name;              // SET_NAME, for GET_NAME
         std::vector<uint8_t> metadata; // SET/GET_METADATA
         bool lent = false;             // its own mapping is lent out (mmap)
+        std::pair<uint64_t, uint64_t> export_id{0, 0}; // (st_dev, st_ino) of its dma-buf, once exported
     };
 
     std::shared_ptr<File> file(BackendFile f);
@@ -134,6 +135,9 @@ private:
     std::unordered_map<uint64_t, Mapping> maps_;
     uint64_t next_map_token_ = 1;
     std::unordered_map<Bo*, ObjectState> objects_;
+    // Exported dma-bufs by (st_dev, st_ino): importing one of them again finds the same object, as
+    // the kernel does, on transports that cannot import (vtest).
+    std::map<std::pair<uint64_t, uint64_t>, Bo*> exports_;
     std::mutex debuginfo_mu_;
     std::string comm_, cmdline_; // SET_PARAM COMM / CMDLINE, sent to the host as SET_DEBUGINFO
     std::atomic<uint64_t> bo_news_{0};
