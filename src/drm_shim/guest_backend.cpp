@@ -64,7 +64,10 @@ GuestBackend::GuestBackend(const ShimConfig& cfg) {
     opts.suballoc = false;
     opts.iova_mode = IovaMode::Guest;
     opts.debug_name = process_name();
-    dev_ = open_device(cfg.transport_uri, opts, &error_);
+    {
+        NodeFiles::RealPaths real; // the transport's device is a real one, beside the fake node
+        dev_ = open_device(cfg.transport_uri, opts, &error_);
+    }
     if (!dev_) {
         std::fprintf(stderr, "fdnc drm_shim: guest backend: cannot open \"%s\": %s\n", cfg.transport_uri.c_str(),
                      error_.c_str());

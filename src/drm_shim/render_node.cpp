@@ -414,8 +414,10 @@ const std::string& tree() {
 
 } // namespace
 
+thread_local int NodeFiles::RealPaths::depth_ = 0;
+
 const char* NodeFiles::redirect(const char* path, char* buf, size_t len) {
-    if (!path || path[0] != '/')
+    if (!path || path[0] != '/' || RealPaths::active())
         return path;
     bool ours = false;
     if (path[1] == 's') {

@@ -101,6 +101,21 @@ private:
 // are redirected into the tree; realpath/readlink results are mapped back to the /sys names.
 class NodeFiles {
 public:
+    // While one lives on a thread, that thread's path-based calls are not redirected: the guest
+    // backend opens the real device it runs over (virtgpu:/dev/dri/renderD128 beside a fake
+    // /dev/dri/renderD129) through the same interposed libc.
+    class RealPaths {
+    public:
+        RealPaths() { depth_++; }
+        ~RealPaths() { depth_--; }
+        RealPaths(const RealPaths&) = delete;
+        RealPaths& operator=(const RealPaths&) = delete;
+        static bool active() { return depth_ > 0; }
+
+    private:
+        static thread_local int depth_;
+    };
+
     // `path` itself when not one of ours (cheap: a prefix compare), else the tree's path in `buf`.
     // The node path itself is not redirected (open/stat of it are the node).
     static const char* redirect(const char* path, char* buf, size_t len);
