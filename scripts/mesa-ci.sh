@@ -15,14 +15,16 @@
 # and the host kernel saw the guest's iovas: at least one SET_IOVA per bo Mesa created, each inside
 # the capset's VA range.
 #
-#   scripts/mesa-ci.sh [--frames N] [--warmup N] [--runs floor,a,b] [--rtt-us N] [--out DIR]
+#   scripts/mesa-ci.sh [--frames N] [--warmup N] [--runs floor,a,b] [--one-way-us N] [--out DIR]
 #
-# --rtt-us adds an injected host latency to fdnc-hostsim in run a (its --rtt-us; see its --help for
-# what it means). --out keeps the JSON, logs and kernel logs (default: a temporary directory).
+# --one-way-us puts tools/fdnc-delayline between the client and the server of runs a and b: every
+# message reaches the other side N µs after it was sent, back-to-back messages stay back to back
+# (a round trip of 2N µs, a latency — not fdnc-hostsim's --rtt-us, a per-command service time).
+# --out keeps the JSON, logs and kernel logs (default: a temporary directory).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-FRAMES=200 WARMUP=20 RUNS="floor,a,b" RTT_US=0 OUT=""
+FRAMES=200 WARMUP=20 RUNS="floor,a,b" ONE_WAY_US=0 OUT=""
 
 usage() { sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [[ $# -gt 0 ]]; do
@@ -30,7 +32,7 @@ while [[ $# -gt 0 ]]; do
     --frames) FRAMES="$2"; shift 2 ;;
     --warmup) WARMUP="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
-    --rtt-us) RTT_US="$2"; shift 2 ;;
+    --one-way-us) ONE_WAY_US="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     -h|--help) usage ;;
     *) echo "mesa-ci: unknown option $1" >&2; usage ;;
@@ -44,7 +46,7 @@ t_start=$(date +%s)
 source "$ROOT/scripts/setup.sh" >&2
 export FDNC_BUILD
 ninja -C "$FDNC_BUILD" tools/fdnc-glframes/fdnc-glframes src/drm_shim/libfdnc_drm_shim.so \
-  tools/fdnc-hostsim/fdnc-hostsim >&2 \
+  tools/fdnc-hostsim/fdnc-hostsim tools/fdnc-delayline/fdnc-delayline >&2 \
   || { echo "FDNC-MESA-RESULT: fail run=setup reason=fdnc-build"; exit 2; }
 t0=$(date +%s)
 MESA_PREFIX="$(bash "$ROOT/scripts/mesa/build-mesa.sh" | tail -1)" \
@@ -63,8 +65,12 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 log "results in $OUT"
 
-server_pid=""
-cleanup() { [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null || true; }
+server_pid="" delay_pid=""
+cleanup() {
+  [[ -n "$delay_pid" ]] && kill "$delay_pid" 2>/dev/null
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null
+  wait 2>/dev/null || true
+}
 trap cleanup EXIT
 
 wait_socket() {
@@ -72,6 +78,20 @@ wait_socket() {
   for i in $(seq 1 100); do [[ -S "$s" ]] && return 0; sleep 0.05; done
   return 1
 }
+
+# client_socket NAME SERVER_SOCKET: sets CSOCK, the socket a client of run NAME connects to — the
+# server's, or with --one-way-us a delay line's in front of it (started here, stopped by stop_delay).
+client_socket() {
+  local name="$1" server="$2"
+  CSOCK="$server"
+  [[ "$ONE_WAY_US" == 0 ]] && return 0
+  CSOCK="$OUT/$name.delay.sock"; rm -f "$CSOCK"
+  "$FDNC_BUILD/tools/fdnc-delayline/fdnc-delayline" --listen "$CSOCK" --connect "$server" \
+    --one-way-us "$ONE_WAY_US" >/dev/null 2>"$OUT/$name.delayline.log" &
+  delay_pid=$!
+  wait_socket "$CSOCK"
+}
+stop_delay() { [[ -n "$delay_pid" ]] && kill "$delay_pid" 2>/dev/null; wait "$delay_pid" 2>/dev/null || true; delay_pid=""; }
 
 # run_gl NAME SHIM [ENV=VALUE ...]: the GL client's JSON in $OUT/NAME.json, stderr in NAME.stderr.
 run_gl() {
@@ -82,7 +102,7 @@ run_gl() {
 
 # verdict NAME EXIT_CODE [KERNEL_LOG]: prints the FDNC-MESA-RESULT line; returns 1 on fail.
 verdict() {
-  /usr/bin/python3 - "$@" "$OUT" <<'PY'
+  ONE_WAY_US="$ONE_WAY_US" /usr/bin/python3 - "$@" "$OUT" <<'PY'
 import json, re, sys
 name, code, klog, out = sys.argv[1], int(sys.argv[2]), (sys.argv[3] if len(sys.argv) > 4 else ""), sys.argv[-1]
 def fail(reason, extra=""):
@@ -136,6 +156,9 @@ if name != "floor":
     if set_iova < s["bo_news"] or bad:
         fail("host-iovas", f" bad={bad} " + " ".join(fields))
 fields.append(f"renderer={m.group(0)}")
+one_way = int(__import__("os").environ.get("ONE_WAY_US", "0"))
+if name != "floor" and one_way:
+    fields.append(f"rtt_us={2 * one_way}")
 print(f"FDNC-MESA-RESULT: pass run={name} " + " ".join(fields))
 PY
 }
@@ -150,11 +173,13 @@ for run in "${runs[@]}"; do
       verdict floor "$code" || failed=1 ;;
     a)
       sock="$OUT/hostsim.sock"; rm -f "$sock"
-      "$FDNC_BUILD/tools/fdnc-hostsim/fdnc-hostsim" --socket "$sock" --rtt-us "$RTT_US" \
+      "$FDNC_BUILD/tools/fdnc-hostsim/fdnc-hostsim" --socket "$sock" \
         --kernel-log "$OUT/a.kernel.log" 2>"$OUT/a.hostsim.log" &
       server_pid=$!
       wait_socket "$sock" || { echo "FDNC-MESA-RESULT: fail run=a reason=hostsim-start"; failed=1; continue; }
-      code=0; run_gl a fdnc FDNC_SHIM_BACKEND=guest FDNC_SHIM_TRANSPORT="vtest:$sock" FDNC_SHIM_LOG="$OUT/a.guest.log" || code=$?
+      client_socket a "$sock" || { echo "FDNC-MESA-RESULT: fail run=a reason=delayline-start"; failed=1; continue; }
+      code=0; run_gl a fdnc FDNC_SHIM_BACKEND=guest FDNC_SHIM_TRANSPORT="vtest:$CSOCK" FDNC_SHIM_LOG="$OUT/a.guest.log" || code=$?
+      stop_delay
       kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true; server_pid=""
       verdict a "$code" "$OUT/a.kernel.log" || failed=1 ;;
     b)
@@ -162,7 +187,9 @@ for run in "${runs[@]}"; do
       server_pid="$(bash "$ROOT/scripts/realhost/start-server.sh" --socket "$sock" --era classic \
         --log "$OUT/b.kernel.log" --server-log "$OUT/b.server.log")" \
         || { echo "FDNC-MESA-RESULT: fail run=b reason=server-start"; failed=1; server_pid=""; continue; }
-      code=0; run_gl b fdnc FDNC_SHIM_BACKEND=guest FDNC_SHIM_TRANSPORT="vtest:$sock" FDNC_SHIM_LOG="$OUT/b.guest.log" || code=$?
+      client_socket b "$sock" || { echo "FDNC-MESA-RESULT: fail run=b reason=delayline-start"; failed=1; continue; }
+      code=0; run_gl b fdnc FDNC_SHIM_BACKEND=guest FDNC_SHIM_TRANSPORT="vtest:$CSOCK" FDNC_SHIM_LOG="$OUT/b.guest.log" || code=$?
+      stop_delay
       kill "$server_pid" 2>/dev/null; server_pid=""
       verdict b "$code" "$OUT/b.kernel.log" || failed=1 ;;
     *) echo "FDNC-MESA-RESULT: fail run=$run reason=unknown-run"; failed=1 ;;
