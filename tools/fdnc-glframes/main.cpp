@@ -12,6 +12,7 @@
 #include <GLES2/gl2.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cinttypes>
 #include <cstdint>
@@ -351,6 +352,10 @@ json snapshot(StatsSource& src) {
         buf.resize(size_t(n) + 1);
         n = src.fn(buf.data(), buf.size());
     }
+    if (n == -ENODEV) { // the shim is there but serves no fdnc device (host backend, node not opened)
+        src.error = "no fdnc device in this process (the shim's backend has none)";
+        return nullptr;
+    }
     if (n < 0) {
         src.error = std::string(kStatsSymbol) + " failed: " + std::strerror(-n);
         return nullptr;
@@ -514,8 +519,11 @@ int main(int argc, char** argv) {
         if (std::find_if(std::begin(kStatKeys), std::end(kStatKeys), [&](const char* k) { return it.key() == k; }) !=
             std::end(kStatKeys))
             continue;
-        std::printf("              %-14s %12s %12s\n", it.key().c_str(), it.value().dump().c_str(),
-                    stat_cell(stats_measured, it.key().c_str()).c_str());
+        if (it.value().is_number())
+            std::printf("              %-14s %12s %12s\n", it.key().c_str(), it.value().dump().c_str(),
+                        stat_cell(stats_measured, it.key().c_str()).c_str());
+        else // strings, flags, nested objects: as they are
+            std::printf("              %-14s %s\n", it.key().c_str(), it.value().dump().c_str());
     }
     return 0;
 }
