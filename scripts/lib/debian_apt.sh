@@ -48,6 +48,7 @@ fdnc_private_apt_config() {
     echo "deb [signed-by=$keyring] $uri $suite main" >"$dir/etc/sources.list"
     local arch
     arch=$(dpkg --print-architecture)
+    # shellcheck disable=SC2034  # for the caller
     FDNC_APT_OPTS=(-o "Dir::Etc::SourceList=$dir/etc/sources.list"
                    -o "Dir::Etc::SourceParts=$dir/etc/sources.list.d"
                    -o "Dir::Etc::Preferences=$dir/etc/preferences"

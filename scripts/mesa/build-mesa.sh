@@ -45,6 +45,7 @@ PACKAGES=(ninja-build pkg-config gcc g++ python3 python3-mako python3-ply python
           python3-yaml glslang-tools bison flex libdrm-dev libexpat1-dev libzstd-dev libelf-dev
           zlib1g-dev libglvnd-dev xz-utils)
 
+# shellcheck disable=SC2054  # the commas are inside meson list values
 MESA_OPTIONS=(--wrap-mode=nodownload --buildtype=release --libdir=lib
               -Dgallium-drivers=freedreno -Dvulkan-drivers="$VULKAN" -Dfreedreno-kmds=msm,virtio
               -Dplatforms= -Dglx=disabled -Degl=enabled -Dgbm=disabled -Dglvnd=enabled
