@@ -51,8 +51,19 @@ Options:
                        fail unless fdnc-info finds a usable native context (a real DRM
                        native-context host); default: "not usable" (exit 2) is accepted
   --replay-args "ARGS" fdnc-replay arguments after --uri (default: "--frames 4 --json -")
-  --timeout SECONDS    bound on the guest run (default: 270)
+  --timeout SECONDS    bound on the guest run (default: 270; 870 with --mesa)
   --keep               keep the staged guest root and the initramfs in build/qemu-ci/
+  --mesa               native only, opt-in: also run unmodified Mesa 25.0.7 freedreno in the guest
+                       (scripts/mesa/build-mesa.sh gives the prefix; built and cached on first use),
+                       tools/fdnc-glframes twice on the same guest and host: c-virtio = Mesa's own
+                       virtio backend on /dev/dri/renderD128, c-fdnc = Mesa's msm backend on fdnc
+                       (libfdnc_drm_shim.so, FDNC_SHIM_BACKEND=guest, fake node renderD129, transport
+                       virtgpu:/dev/dri/renderD128); each prints a FDNC-MESA-RESULT line, the host
+                       adds its kernel model's counts per frame (FDNC-MESA-HOST lines) and the
+                       side-by-side table (build/qemu-ci/mesa-table.md); a failed run fails the job.
+                       Before them, scripts/qemu/rtt_probe.c measures the guest<->host round trip.
+  --mesa-frames N      measured frames of each Mesa run (default 60)
+  --mesa-warmup N      warm-up frames of each Mesa run (default 10)
   -h, --help           this text
 
 Files: build/qemu-ci/serial.log (the guest console, kept), build/qemu-ci/qemu.log (QEMU's own
@@ -86,9 +97,13 @@ MODULES=""
 EXPECT_NC=auto
 REPLAY_ARGS="--frames 4 --json -"
 TIMEOUT=270
+TIMEOUT_SET=0
 KEEP=0
 HOST=auto
 FRAMES=4
+MESA=0
+MESA_FRAMES=60
+MESA_WARMUP=10
 BUILD="$FDNC_ROOT/build"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -103,10 +118,13 @@ while [[ $# -gt 0 ]]; do
         --modules) MODULES="$(realpath "${2:?}")"; shift 2 ;;
         --expect-native-context) EXPECT_NC=yes; shift ;;
         --replay-args) REPLAY_ARGS="${2?}"; shift 2 ;;
-        --timeout) TIMEOUT="${2:?}"; shift 2 ;;
+        --timeout) TIMEOUT="${2:?}"; TIMEOUT_SET=1; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --host) HOST="${2:?}"; shift 2 ;;
         --frames) FRAMES="${2:?}"; shift 2 ;;
+        --mesa) MESA=1; shift ;;
+        --mesa-frames) MESA_FRAMES="${2:?}"; shift 2 ;;
+        --mesa-warmup) MESA_WARMUP="${2:?}"; shift 2 ;;
         --suites) export FDNC_QEMU_SUITES="${2:?}"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown option $1" ;;
@@ -117,6 +135,9 @@ done
 [[ -z "$MODULES" || -n "$KERNEL" ]] || die "--modules goes with --kernel"
 [[ "$HOST" =~ ^(auto|native|plain)$ ]] || die "--host is native, plain or auto"
 [[ "$FRAMES" =~ ^[0-9]+$ ]] || die "--frames needs a whole number"
+[[ "$MESA_FRAMES" =~ ^[1-9][0-9]*$ && "$MESA_WARMUP" =~ ^[0-9]+$ ]] || die "--mesa-frames/--mesa-warmup need whole numbers (frames >= 1)"
+[[ $MESA == 0 || "$HOST" != plain ]] || die "--mesa needs --host native (a DRM native context)"
+[[ $MESA == 1 && $TIMEOUT_SET == 0 ]] && TIMEOUT=$((TIMEOUT + 600))
 if [[ "$HOST" != plain && "$HOST_ARCH" != x86_64 ]]; then
     [[ "$HOST" == native ]] && die "--host native is x86_64 only"
     HOST=plain
@@ -160,6 +181,14 @@ if [[ "$HOST" != plain ]]; then
         HOST=plain
         fdnc_install_packages "$QEMU_PACKAGE" || die "cannot install $QEMU_PACKAGE"
     fi
+fi
+[[ $MESA == 0 || "$HOST" == native ]] || die "--mesa needs the native host, which is not available"
+MESA_PREFIX=""
+if [[ $MESA == 1 ]]; then
+    t_mesa=$(date +%s)
+    MESA_PREFIX=$(bash "$FDNC_ROOT/scripts/mesa/build-mesa.sh" | tail -n 1) && [[ -f "$MESA_PREFIX/lib/libEGL_mesa.so.0" ]] ||
+        die "--mesa: scripts/mesa/build-mesa.sh gave no Mesa install prefix"
+    echo "FDNC-QEMU-CI: Mesa $MESA_PREFIX ($(( $(date +%s) - t_mesa )) s)"
 fi
 if [[ "$HOST" == plain ]]; then
     command -v "$QEMU" >/dev/null || die "QEMU binary $QEMU not found"
@@ -215,11 +244,17 @@ fi
 TRACES="$(realpath -m "$FDNC_ROOT/../shared/traces")"
 MESON_PY=$(head -1 "$(command -v meson)" | sed -n "s/^#! *\(\/[^ ]*python[0-9.]*\)$/\1/p")
 # meson's own interpreter can read its test setup (should_fail); stage.py says if it cannot.
-"${MESON_PY:-python3}" "$FDNC_ROOT/scripts/qemu/stage.py" "$FDNC_ROOT" "$FDNC_BUILD" "$ROOT" "$TRACES" || die "staging the guest root failed"
+STAGE_MESA=()
+[[ $MESA == 1 ]] && STAGE_MESA=(--mesa "$MESA_PREFIX")
+"${MESON_PY:-python3}" "$FDNC_ROOT/scripts/qemu/stage.py" "$FDNC_ROOT" "$FDNC_BUILD" "$ROOT" "$TRACES" "${STAGE_MESA[@]}" || die "staging the guest root failed"
 # Native: a guest-side ioctl counter for the replays (how many kernel calls one bo_new costs).
 if [[ "$HOST" == native ]]; then
     gcc -O2 -shared -fPIC -o "$ROOT/fdnc/ioctl_count.so" "$FDNC_ROOT/scripts/qemu/ioctl_count.c" ||
         echo "FDNC-QEMU-CI: warning: cannot build the guest ioctl counter; replays run without it"
+fi
+if [[ $MESA == 1 ]]; then
+    [[ -f "$ROOT/fdnc/ioctl_count.so" ]] || die "--mesa needs the guest ioctl counter (scripts/qemu/ioctl_count.c)"
+    gcc -O2 -o "$ROOT/fdnc/rtt_probe" "$FDNC_ROOT/scripts/qemu/rtt_probe.c" || die "cannot build scripts/qemu/rtt_probe.c"
 fi
 # TCG runs code several times slower than the host: stretch each test's meson timeout.
 cat >"$ROOT/fdnc/ci.env" <<ENV
@@ -232,6 +267,15 @@ FDNC_NATIVE_FRAMES=$FRAMES
 FDNC_TRACES_DIR=$(cat "$ROOT/fdnc/traces.dir" 2>/dev/null)
 FDNC_IOCTL_COUNT="$( [[ -f "$ROOT/fdnc/ioctl_count.so" ]] && echo "env LD_PRELOAD=/fdnc/ioctl_count.so FDNC_IOCTL_COUNT_OUT=/tmp/ioctl-count.txt")"
 ENV
+if [[ $MESA == 1 ]]; then
+    cat >>"$ROOT/fdnc/ci.env" <<ENV
+FDNC_MESA=1
+FDNC_MESA_FRAMES=$MESA_FRAMES
+FDNC_MESA_WARMUP=$MESA_WARMUP
+FDNC_MESA_TIMEOUT=$(( TIMEOUT * 2 / 5 ))
+FDNC_RTT_N=200
+ENV
+fi
 
 INITRD="$OUT/initramfs.cpio.gz"
 (cd "$ROOT" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet | gzip -1) >"$INITRD"
@@ -270,6 +314,20 @@ timeout -k 5 "$TIMEOUT" "${cmd[@]}" </dev/null >"$QLOG" 2>&1 &
 qpid=$!
 tail -n +1 -s 0.2 -f --pid="$qpid" "$LOG" &
 tpid=$!
+# --mesa: at each "FDNC-IOCTL-MARK RUN N" of the guest, note how long the host kernel model's log is
+# (the guest sleeps 0.4-0.5 s after each mark, so the host log is quiet meanwhile).
+mpid=""
+if [[ $MESA == 1 ]]; then
+    : >"$OUT/mesa-marks.txt"
+    tail -n +1 -s 0.05 -f --pid="$qpid" "$LOG" | while IFS= read -r line; do
+        case "$line" in
+            FDNC-IOCTL-MARK\ *)
+                set -- ${line//$'\r'/}
+                echo "$2 $3 $(stat -c %s "$OUT/shim.log" 2>/dev/null || echo 0)" >>"$OUT/mesa-marks.txt" ;;
+        esac
+    done &
+    mpid=$!
+fi
 # QEMU 11 with egl-headless often hangs at exit in EGL cleanup: once the guest printed its result,
 # give it a few seconds to power off, then SIGTERM (timeout passes it on and SIGKILLs 5 s later).
 (
@@ -288,6 +346,7 @@ set +e
 wait "$qpid"
 qrc=$?
 wait "$tpid"
+[[ -n "$mpid" ]] && wait "$mpid"
 kill "$wpid" 2>/dev/null
 wait "$wpid" 2>/dev/null
 set -e
@@ -306,12 +365,20 @@ native_log_ok=1
 if [[ "$HOST" == native ]]; then
     native_check_shim_log "$OUT/shim.log" || native_log_ok=0
 fi
+mesa_ok=1
+if [[ $MESA == 1 ]]; then
+    python3 "$FDNC_ROOT/scripts/qemu/mesa_report.py" "$LOG" "$OUT/mesa-marks.txt" "$OUT/shim.log" "$OUT/mesa-table.md" || mesa_ok=0
+fi
 if [[ $stopped_by_us -eq 0 && ( $qrc -eq 124 || $qrc -eq 137 ) ]]; then
     echo "FDNC-QEMU-CI: TIMEOUT: the guest did not finish within $TIMEOUT s" >&2
     exit 3
 fi
 case "$marker" in
     "FDNC-GUEST-RESULT: pass"*)
+        if [[ $mesa_ok -eq 0 ]]; then
+            echo "FDNC-QEMU-CI: FAIL (the guest passed, a Mesa run did not: see FDNC-MESA-HOST above) (${marker#FDNC-GUEST-RESULT: })" >&2
+            exit 1
+        fi
         if [[ $native_log_ok -eq 0 ]]; then
             echo "FDNC-QEMU-CI: FAIL (the guest passed, the host-side shim log did not: see above) (${marker#FDNC-GUEST-RESULT: })" >&2
             exit 1

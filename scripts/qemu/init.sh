@@ -13,7 +13,8 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /tmp && mount -t tmpfs tmpfs /tmp
 
 # Written by qemu-ci.sh: FDNC_EXPECT_NC (auto|yes), FDNC_TIMEOUT_MULT, FDNC_REPLAY_ARGS, FDNC_HOST
-# (plain|native), FDNC_QEMU_VERSION, FDNC_NATIVE_FRAMES, FDNC_TRACES_DIR.
+# (plain|native), FDNC_QEMU_VERSION, FDNC_NATIVE_FRAMES, FDNC_TRACES_DIR; with --mesa also FDNC_MESA=1,
+# FDNC_MESA_FRAMES, FDNC_MESA_WARMUP, FDNC_MESA_TIMEOUT, FDNC_RTT_N.
 . /fdnc/ci.env
 . /fdnc/tools.env
 
@@ -167,6 +168,87 @@ else
     log "(plain host: no native context, nothing to replay on it)"
 fi
 
+MESA_RESULT="not-run"
+if [ "${FDNC_MESA:-0}" = 1 ]; then
+    log "== 3c/4 Mesa freedreno: Mesa's virtio backend (c-virtio) vs Mesa's msm backend on fdnc (c-fdnc) =="
+    # mesa_result RUN EXIT: one FDNC-MESA-RESULT line from fdnc-glframes' --json (pretty-printed: one
+    # key per line) and its stderr; returns 1 on fail. Per-frame figures are over the measured frames
+    # (device_stats_measured: fdnc's device stats, and the guest ioctl counter's "guest.*" keys).
+    mesa_result() {
+        awk -v run="$1" -v code="$2" -v err="$(tail -n 2 "/tmp/$1.err" 2>/dev/null | tr '\n"' '| ')" '
+            /^  "device_stats": \{/ { sec = "ds."; next } /^  "device_stats_measured": \{/ { sec = "dm."; next }
+            /^  "frame_ms": \{/ { sec = "fm."; next } /^  \}/ { sec = ""; next }
+            /^ *"[^"]*": / { k = $0; sub(/^ *"/, "", k); sub(/".*/, "", k); val = $0; sub(/^[^:]*: */, "", val); sub(/,$/, "", val); gsub(/"/, "", val); v[sec k] = val; have[sec k] = 1 }
+            function per(k) { return sprintf("%.2f", (have["dm." k] ? v["dm." k] : 0) / (v["frames"] > 0 ? v["frames"] : 1)) }
+            END {
+                if (!have["frames"]) { printf "FDNC-MESA-RESULT: fail run=%s reason=exit=%s stderr=\"%s\"\n", run, code, err; exit 1 }
+                r = v["renderer"]; if (match(r, /FD[0-9]+/)) r = substr(r, RSTART, RLENGTH); else r = ""
+                f = sprintf("frames=%s gl_errors=%s frame_p50_ms=%.3f frame_p99_ms=%.3f", v["frames"], v["gl_errors"], v["fm.p50"], v["fm.p99"])
+                if (run == "c-fdnc")
+                    f = f sprintf(" bo_new_host_waits=%s faults=%s async_errors=%s bo_news_per_frame=%s host_waits_per_frame=%s", \
+                                  v["ds.bo_new_waits"], v["ds.faults"], v["ds.async_errors"], per("bo_news"), per("host_waits"))
+                f = f sprintf(" blob_creates_per_frame=%s execbuf_sync_per_frame=%s blob_mmaps_per_frame=%s virtgpu_waits_per_frame=%s polls_per_frame=%s kernel_calls_per_frame=%s", \
+                              per("guest.RESOURCE_CREATE_BLOB"), per("guest.EXECBUFFER.sync"), per("guest.mmap.drm"), per("guest.WAIT"), per("guest.poll"), per("guest.kernel_total"))
+                reason = ""
+                if (code != 0) reason = "exit=" code
+                else if (v["gl_errors"] != 0) reason = "gl_errors"
+                else if (r == "") reason = "renderer"
+                else if (!have["dm.guest.kernel_total"]) reason = "no-ioctl-counts"
+                else if (run == "c-fdnc" && !have["ds.bo_new_waits"]) reason = "no-device-stats"
+                else if (run == "c-fdnc" && (v["ds.bo_new_waits"] != 0 || v["ds.faults"] != 0 || v["ds.async_errors"] != 0 || (have["ds.context_lost"] && v["ds.context_lost"] != 0 && v["ds.context_lost"] != "false"))) reason = "device"
+                if (reason != "") { printf "FDNC-MESA-RESULT: fail run=%s reason=%s %s renderer=%s\n", run, reason, f, v["renderer"]; exit 1 }
+                printf "FDNC-MESA-RESULT: pass run=%s %s renderer=%s\n", run, f, r
+            }' "/tmp/$1.json"
+    }
+    mesa_pass=0 mesa_runs=0
+    if [ "$FDNC_HOST" != native ]; then
+        fail "mesa" "Mesa's runs need --host native (a DRM native context)"
+    elif [ -z "$FDNC_GLFRAMES" ] || [ -z "$FDNC_SHIM_SO" ] || [ ! -f /fdnc/ioctl_count.so ]; then
+        fail "mesa" "not staged (fdnc-glframes '$FDNC_GLFRAMES', shim '$FDNC_SHIM_SO', /fdnc/ioctl_count.so)"
+    else
+        if [ -x /fdnc/rtt_probe ]; then
+            /fdnc/rtt_probe /dev/dri/renderD128 "${FDNC_RTT_N:-200}" >/tmp/rtt.out 2>&1
+            rc=$?
+            sed 's/^/FDNC-GUEST: /' /tmp/rtt.out | grep -v '^FDNC-GUEST: FDNC-RTT:'
+            grep '^FDNC-RTT:' /tmp/rtt.out
+            [ $rc -eq 0 ] || fail "rtt-probe" "exit $rc"
+        fi
+        mesa_env="EGL_PLATFORM=surfaceless MESA_LOADER_DRIVER_OVERRIDE=msm MESA_SHADER_CACHE_DISABLE=true
+            __EGL_VENDOR_LIBRARY_FILENAMES=$FDNC_MESA_DIR/share/glvnd/egl_vendor.d/50_mesa.json LD_LIBRARY_PATH=$FDNC_MESA_DIR/lib
+            FDNC_IOCTL_COUNT_BYFD=1"
+        for run in c-virtio c-fdnc; do
+            mesa_runs=$((mesa_runs + 1))
+            if [ "$run" = c-fdnc ]; then
+                extra="LD_PRELOAD=/fdnc/ioctl_count.so:$FDNC_SHIM_SO FDNC_SHIM_BACKEND=guest FDNC_SHIM_NODE=/dev/dri/renderD129
+                    FDNC_SHIM_TRANSPORT=virtgpu:/dev/dri/renderD128 FDNC_SHIM_LOG=/tmp/$run.shim.log"
+            else
+                extra="LD_PRELOAD=/fdnc/ioctl_count.so"
+            fi
+            # Marks 0 and 3 bracket the run, 1 and 2 (from the counter inside the client) its measured
+            # frames: the host notes its kernel model log's length at each (qemu-ci.sh --mesa).
+            echo "FDNC-IOCTL-MARK $run 0"; sleep 0.5
+            t0=$(uptime_s)
+            # shellcheck disable=SC2086
+            env $mesa_env $extra FDNC_IOCTL_COUNT_OUT="/tmp/$run.ioctls" FDNC_IOCTL_COUNT_MARK="$run" \
+                timeout -s KILL "${FDNC_MESA_TIMEOUT:-600}" "$FDNC_GLFRAMES" --frames "$FDNC_MESA_FRAMES" \
+                --warmup "$FDNC_MESA_WARMUP" --json >"/tmp/$run.json" 2>"/tmp/$run.err"
+            rc=$?
+            took=$(awk -v a="$t0" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }')
+            sleep 0.5; echo "FDNC-IOCTL-MARK $run 3"; sleep 0.5
+            log "mesa $run: exit $rc after $took s (frames $FDNC_MESA_FRAMES, warm-up $FDNC_MESA_WARMUP)"
+            [ -s "/tmp/$run.err" ] && tail -n 5 "/tmp/$run.err" | sed "s/^/FDNC-GUEST: mesa $run stderr: /"
+            echo "FDNC-MESA-JSON $run $(tr -d '\n' <"/tmp/$run.json" | tr -s ' ')"
+            [ -s "/tmp/$run.ioctls" ] && echo "FDNC-MESA-IOCTLS $run $(tr '\n' ' ' <"/tmp/$run.ioctls")"
+            if [ -s "/tmp/$run.shim.log" ]; then
+                log "mesa $run guest shim log: $(cut -f1,2 "/tmp/$run.shim.log" | sort | uniq -c | awk '{ printf "%s%s:%s=%s", n++ ? " " : "", $2, $3, $1 }')"
+            fi
+            if mesa_result "$run" "$rc" >/tmp/mesa-result.txt; then mesa_pass=$((mesa_pass + 1)); cat /tmp/mesa-result.txt
+            else cat /tmp/mesa-result.txt; fail "mesa-$run" "$(cut -d' ' -f3-4 /tmp/mesa-result.txt)"; fi
+        done
+    fi
+    MESA_RESULT="$mesa_pass/$mesa_runs"
+fi
+
 log "== 4/4 fdnc-hostsim + fdnc-replay over vtest inside the guest =="
 REPLAY_RESULT="not-built"
 SOCK=/tmp/fdnc-vtest.sock
@@ -209,7 +291,7 @@ fi
 
 if [ -z "$FAILS" ]; then verdict=pass; else verdict=fail; fi
 echo "FDNC-GUEST-RESULT: $verdict tests=$TESTS_PASSED/$TESTS_RUN info=$INFO_RESULT replay=$REPLAY_RESULT" \
-    "host=${FDNC_HOST:-plain} qemu=${FDNC_QEMU_VERSION:-?} kernel=$(uname -r) native-replays=$NATIVE_RESULT capi=$CAPI_RESULT" \
+    "host=${FDNC_HOST:-plain} qemu=${FDNC_QEMU_VERSION:-?} kernel=$(uname -r) native-replays=$NATIVE_RESULT capi=$CAPI_RESULT${FDNC_MESA:+ mesa=$MESA_RESULT}" \
     "failed=[${FAILS# }] skipped=[${SKIPS# }] uptime=$(uptime_s)s"
 sync
 poweroff -f

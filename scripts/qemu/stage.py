@@ -10,6 +10,15 @@ the guest's run lists:
   fdnc/guest-tests.sh  the same for suite 'guest' (they run after fdnc-info, see init.sh)
   fdnc/tools.env       FDNC_INFO / FDNC_HOSTSIM / FDNC_REPLAY / FDNC_CAPI_TEST guest paths ("" when
                        not built)
+
+With --mesa PREFIX (scripts/qemu-ci.sh --mesa: the install prefix of scripts/mesa/build-mesa.sh) it
+also stages Mesa's freedreno for the guest: PREFIX/lib's libraries (symlinks kept, Mesa's no-op
+drm-shim and libxatracker left out) under /fdnc/mesa/lib, the glvnd vendor file under
+/fdnc/mesa/share/glvnd/egl_vendor.d/, tools/fdnc-glframes and fdnc's libfdnc_drm_shim.so, with the
+ldd closure of all of them (glvnd's libEGL/libGLESv2/libGLdispatch, libdrm, libexpat, libzstd...;
+Mesa's libEGL_mesa is dlopen'ed by glvnd through the vendor file and libgallium is its DT_NEEDED,
+so the closure of libEGL_mesa covers what Mesa loads), and adds FDNC_GLFRAMES, FDNC_SHIM_SO and
+FDNC_MESA_DIR to tools.env.
 """
 import json
 import os
@@ -31,6 +40,8 @@ class Stager:
         self.root = root
         self.elves = []
         self.copied = set()
+        self.ldd_env = None      # extra environment for ldd (Mesa's lib dir)
+        self.skip_libs = []      # ldd results under these dirs are staged already (Mesa's prefix)
 
     def guest_path(self, host):
         rel = os.path.relpath(os.path.realpath(host), self.host_base)
@@ -80,7 +91,8 @@ class Stager:
     def copy_libraries(self):
         seen = set()
         for elf in list(self.elves):
-            res = subprocess.run(["ldd", elf], capture_output=True, text=True)
+            res = subprocess.run(["ldd", elf], capture_output=True, text=True,
+                                 env=dict(os.environ, **self.ldd_env) if self.ldd_env else None)
             if res.returncode != 0:
                 sys.exit(f"stage.py: ldd {elf} failed: {res.stderr.strip() or res.stdout.strip()}")
             for line in res.stdout.splitlines():
@@ -93,6 +105,8 @@ class Stager:
                     path = line.split("(")[0].strip()  # the dynamic loader
                 else:
                     continue  # linux-vdso
+                if any(os.path.realpath(path).startswith(d + os.sep) for d in self.skip_libs):
+                    continue
                 if path and path not in seen:
                     seen.add(path)
                     # Keep the soname the loader asks for; build-tree libraries move with the
@@ -104,6 +118,43 @@ class Stager:
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     shutil.copy2(os.path.realpath(path), dest)
         return sorted(seen)
+
+
+MESA_GUEST = GUEST_BASE + "/mesa"
+MESA_SKIP = ("libxatracker", "libfreedreno_noop_drm_shim")
+
+
+def stage_mesa(st, prefix, targets):
+    """Mesa's install tree, fdnc-glframes and the shim (see the module doc); returns tools.env lines."""
+    prefix = os.path.realpath(prefix)
+    lib = os.path.join(prefix, "lib")
+    vendor = os.path.join(prefix, "share", "glvnd", "egl_vendor.d", "50_mesa.json")
+    if not os.path.isfile(vendor) or not os.path.isfile(os.path.join(lib, "libEGL_mesa.so.0")):
+        sys.exit(f"stage.py: --mesa {prefix} is not a Mesa install prefix (no libEGL_mesa.so.0 / 50_mesa.json)")
+    glib = st._dest(MESA_GUEST + "/lib")
+    os.makedirs(glib, exist_ok=True)
+    for name in sorted(os.listdir(lib)):
+        path = os.path.join(lib, name)
+        if os.path.isdir(path) or ".so" not in name or name.startswith(MESA_SKIP):
+            continue
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), os.path.join(glib, name))
+        else:
+            st.copy_file(path, MESA_GUEST + "/lib/" + name, elf=is_elf(path))
+    st.copy_file(vendor, MESA_GUEST + "/share/glvnd/egl_vendor.d/50_mesa.json")
+    st.ldd_env = {"LD_LIBRARY_PATH": lib}
+    st.skip_libs.append(prefix)
+    env = {"FDNC_GLFRAMES": "", "FDNC_SHIM_SO": "", "FDNC_MESA_DIR": MESA_GUEST}
+    for tg in targets:
+        f = (tg.get("filename") or [""])[0]
+        if tg.get("name") == "fdnc-glframes" and tg.get("type") == "executable" and os.path.exists(f):
+            env["FDNC_GLFRAMES"] = st.copy_file(f, elf=True)
+        elif os.path.basename(f) == "libfdnc_drm_shim.so" and os.path.exists(f):
+            env["FDNC_SHIM_SO"] = st.copy_file(f, elf=True)
+    for k in ("FDNC_GLFRAMES", "FDNC_SHIM_SO"):
+        if not env[k]:
+            sys.exit(f"stage.py: --mesa: {k} is not built in {st.build_dir}")
+    return env
 
 
 def load_should_fail(build_dir):
@@ -126,9 +177,14 @@ def is_elf(path):
 
 
 def main():
-    if len(sys.argv) != 5:
-        sys.exit("usage: stage.py SRC_ROOT BUILD_DIR GUEST_ROOT TRACES_DIR")
-    src_root, build_dir, root, traces = sys.argv[1:]
+    args = sys.argv[1:]
+    mesa = None
+    if len(args) == 6 and args[4] == "--mesa":
+        mesa = args[5]
+        args = args[:4]
+    if len(args) != 4:
+        sys.exit("usage: stage.py SRC_ROOT BUILD_DIR GUEST_ROOT TRACES_DIR [--mesa PREFIX]")
+    src_root, build_dir, root, traces = args
     st = Stager(src_root, build_dir, root)
     # FDNC_QEMU_SUITES (qemu-ci.sh --suites): comma-separated suites for the guest's step 1; unset = all.
     only_suites = None
@@ -192,6 +248,7 @@ def main():
             if os.path.exists(f):
                 tools[TOOLS[tg["name"]]] = st.copy_file(f, elf=True)
 
+    mesa_env = stage_mesa(st, mesa, targets) if mesa else {}
     libs = st.copy_libraries()
     fdnc_dir = os.path.join(root, "fdnc")
     os.makedirs(fdnc_dir, exist_ok=True)
@@ -204,8 +261,11 @@ def main():
     with open(os.path.join(fdnc_dir, "tools.env"), "w") as f:
         for var in TOOLS.values():
             f.write(f"{var}={shlex.quote(tools.get(var, ''))}\n")
+        for var, val in mesa_env.items():
+            f.write(f"{var}={shlex.quote(val)}\n")
     print(f"stage.py: {len(lines['tests.sh'])} tests, {len(lines['guest-tests.sh'])} guest tests, "
-          f"tools: {', '.join(sorted(tools)) or 'none'}, {len(libs)} shared libraries")
+          f"tools: {', '.join(sorted(tools)) or 'none'}, {len(libs)} shared libraries"
+          + (f", Mesa from {mesa} as {MESA_GUEST}" if mesa else ""))
 
 
 if __name__ == "__main__":
