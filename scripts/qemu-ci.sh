@@ -62,8 +62,8 @@ Options:
                        adds its kernel model's counts per frame (FDNC-MESA-HOST lines) and the
                        side-by-side table (build/qemu-ci/mesa-table.md); a failed run fails the job.
                        Before them, scripts/qemu/rtt_probe.c measures the guest<->host round trip.
-  --mesa-frames N      measured frames of each Mesa run (default 60)
-  --mesa-warmup N      warm-up frames of each Mesa run (default 10)
+  --mesa-frames N      measured frames of each Mesa run (default 200)
+  --mesa-warmup N      warm-up frames of each Mesa run (default 20)
   -h, --help           this text
 
 Files: build/qemu-ci/serial.log (the guest console, kept), build/qemu-ci/qemu.log (QEMU's own
@@ -102,8 +102,8 @@ KEEP=0
 HOST=auto
 FRAMES=4
 MESA=0
-MESA_FRAMES=60
-MESA_WARMUP=10
+MESA_FRAMES=200
+MESA_WARMUP=20
 BUILD="$FDNC_ROOT/build"
 while [[ $# -gt 0 ]]; do
     case "$1" in

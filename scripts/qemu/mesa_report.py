@@ -43,6 +43,16 @@ def host_counts(log, start, end):
     return c
 
 
+def faults_at(log, offset):
+    """The kernel model's fault count (MSM_PARAM_FAULTS, one count per host) as last read before offset."""
+    last = 0
+    with open(log, "rb") as f:
+        data = f.read(offset).decode(errors="replace")
+    for m in re.finditer(r"^MSM_GET_PARAM\t0\tparam=FAULTS value=(0x[0-9a-f]+)", data, re.M):
+        last = int(m.group(1), 16)
+    return last
+
+
 def main():
     serial, marks_path, shim_log = sys.argv[1:4]
     table_out = sys.argv[4] if len(sys.argv) > 4 else None
@@ -120,6 +130,8 @@ def main():
             "host_gem_new": host.get("MSM_GEM_NEW", 0) / frames if host else None,
             "host_set_iova": host.get("MSM_GEM_INFO.SET_IOVA", 0) / frames if host else None,
             "host_ioctls": host.get("all", 0) / frames if host else None,
+            "host_faults": (faults_at(shim_log, marks[(run, 3)]) - faults_at(shim_log, marks[(run, 0)]))
+                           if (run, 0) in marks and (run, 3) in marks else None,
         })
 
     def f(v, d=2):
@@ -134,13 +146,13 @@ def main():
     out.append("| run | frames | frame p50 ms | p99 ms | buffers created /frame | blob creates /frame | "
                "sync ccmds /frame | blob mmaps /frame | VIRTGPU_WAIT /frame | fence polls /frame (ms) | "
                "fdnc host waits /frame | bo_new host waits | guest kernel calls /frame | host GEM_NEW /frame | "
-               "host SET_IOVA /frame | host msm ioctls /frame | faults |")
-    out.append("|" + "---|" * 17)
+               "host SET_IOVA /frame | host msm ioctls /frame | faults (fdnc) | model faults in the run |")
+    out.append("|" + "---|" * 18)
     for r in rows:
         out.append(f"| {r['run']} | {r['frames']} (+{r['warmup']}) | {f(r['p50'], 1)} | {f(r['p99'], 1)} | {f(r['bufs'])} | "
                    f"{f(r['blob'])} | {f(r['sync'])} | {f(r['mmap'])} | {f(r['wait'])} | {f(r['poll'])} ({f(r['poll_ms'], 1)}) | "
                    f"{f(r['fdnc_waits'])} | {f(r['bo_new_waits'])} | {f(r['kernel'])} | {f(r['host_gem_new'])} | "
-                   f"{f(r['host_set_iova'])} | {f(r['host_ioctls'])} | {f(r['faults'])} |")
+                   f"{f(r['host_set_iova'])} | {f(r['host_ioctls'])} | {f(r['faults'])} | {f(r['host_faults'])} |")
     text = "\n".join(out)
     print("FDNC-MESA-TABLE:")
     print(text)
