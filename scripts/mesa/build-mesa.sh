@@ -57,6 +57,9 @@ die() { log "error: $*"; exit 1; }
 source "$ROOT/scripts/lib/packages.sh"
 source "$ROOT/scripts/lib/debian_apt.sh"
 
+# Everything below runs from one function: bash parses it whole before running it, so editing this
+# file while a (long) build runs cannot derail the running script.
+main() {
 START=$SECONDS
 
 [[ -f "$TARBALL" ]] || die "tarball not found: $TARBALL"
@@ -146,3 +149,6 @@ echo "$sha  $(basename "$TARBALL") cfg=$cfg ${MESA_OPTIONS[*]} configure=${t_con
 log "built $PREFIX (configure ${t_conf}s, build ${t_build}s, $size)"
 log "elapsed $((SECONDS - START))s"
 echo "$PREFIX"
+}
+
+main "$@"
