@@ -97,8 +97,16 @@ public:
     // -ENOSPC range still in use after in-flight submits retired.
     Bo* bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* name, int* err);
     // Imports a dma-buf; the same resource imported twice gives the same Bo (new reference).
+    // nullptr + *err on failure: -EIO context lost; the transport's import error as is (-EBADF fd
+    // is not a file, -EOPNOTSUPP vtest has no import, -EPIPE host gone); -EINVAL the resource's
+    // size is 0 or above 1 TiB; -ENOMEM no iova range left for it; the error of resolving its
+    // res_id or of queuing its SET_IOVA (-EIO when the request buffer refused it).
     Bo* bo_import(int fd, int* err);
 
+    // A submitqueue at priority min(prio, priorities() - 1) (P1): one round trip. nullptr + *err on
+    // failure: -EIO context lost; -EBUSY every one of kMaxPipes slots is in use; -ETIMEDOUT the
+    // host did not answer within DeviceOptions::sync_timeout_ns; -EPIPE host gone; -EINVAL the host
+    // refused SUBMITQUEUE_NEW (IOCTL_SIMPLE carries only 0/-1, P4).
     Pipe* pipe_new(uint32_t prio, int* err);
 
     // 0 while usable; -EIO once the context is lost: the host reported an asynchronous error, or
