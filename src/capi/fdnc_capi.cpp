@@ -10,9 +10,7 @@
 #include <string>
 
 #include "capi/open_device.h"
-#include "fd_bo/bo.h"
-#include "fd_bo/device.h"
-#include "fd_bo/pipe.h"
+#include "fd_bo/fd_bo.h"
 
 using fdnc::Bo;
 using fdnc::Device;
