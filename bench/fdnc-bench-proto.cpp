@@ -13,7 +13,8 @@
 
 #include "virtio_proto/ccmd_decoder.h"
 #include "virtio_proto/ccmd_encoder.h"
-#include "virtio_proto/inproc_transport.h"
+#include "host_sim/inproc_host.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
@@ -91,7 +92,7 @@ struct Stack {
     explicit Stack(uint32_t rtt_us = 0) {
         InprocConfig cfg;
         cfg.rtt_us = rtt_us;
-        t = std::make_unique<InprocTransport>(host, cfg);
+        t = std::make_unique<InprocTransport>(host::make_inproc_host(host, cfg));
         if (t->context_init(VIRTGPU_CAPSET_DRM, 1) != 0) return;
         BlobCreateArgs a{VIRTGPU_BLOB_MEM_HOST3D, VIRTGPU_BLOB_FLAG_USE_MAPPABLE, kShmemSize, kShmemBlobId, {}};
         uint32_t h = 0;

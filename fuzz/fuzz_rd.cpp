@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             fdnc::rd::RdReader& rd = r.value();
             fdnc::rd::Section s;
             uint64_t sum = 0;
-            while (rd.next(s) == fdnc::rd::RdReader::Next::section)
+            while (rd.next(s) == fdnc::rd::RdReader::Next::Section)
                 for (uint8_t b : s.payload) sum += b; // every payload byte must be readable
             if (rd.failed()) (void)rd.error().what();
             (void)sum;

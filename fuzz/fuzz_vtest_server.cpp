@@ -11,7 +11,7 @@
 
 #include "host_ops.h"
 #include "host_sim/msm_renderer.h"
-#include "virtio_proto/vtest_server.h"
+#include "host_sim/vtest_server.h"
 #include "virtio_proto/vtest_wire.h"
 
 namespace {

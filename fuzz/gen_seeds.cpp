@@ -18,9 +18,10 @@
 #include "fd_bo/pipe.h"
 #include "host_ops.h"
 #include "hostile_host.h"
+#include "host_sim/inproc_host.h"
 #include "host_sim/msm_renderer.h"
 #include "replay/rd_writer.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/virtgpu_uapi.h"
 #include "virtio_proto/vtest_wire.h"
 
@@ -128,8 +129,7 @@ std::vector<Record> record_fd_bo_run(bool suballoc) {
     std::vector<Record> log;
     InprocConfig ic;
     ic.gpu_us = 50;
-    auto host = make_msm_host(ic);
-    auto rec = std::make_unique<RecordingTransport>(std::make_unique<InprocTransport>(std::move(host), ic));
+    auto rec = std::make_unique<RecordingTransport>(std::make_unique<InprocTransport>(host::make_inproc_msm_host(ic)));
     rec->log = &log;
     DeviceOptions opts;
     opts.suballoc = suballoc;

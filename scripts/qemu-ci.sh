@@ -25,7 +25,7 @@ Hosts (--host):
           (scripts/realhost/build-virglrenderer.sh, cached) first on its library path and fdnc's
           msm kernel model (libfdnc_drm_shim.so) preloaded. In the guest, on top of the steps
           above: fdnc-info must be usable; fdnc-replay --iova guest on every synthetic workload
-          and shared capture and tests/c_api/c_api_test over virtgpu:/dev/dri/renderD128, all with
+          and shared capture and tests/capi/c_api_test over virtgpu:/dev/dri/renderD128, all with
           faults 0 and async errors 0; afterwards the host-side shim log is checked.
   plain   Debian's own QEMU (bookworm: 7.2, no native context): the negative test; fdnc-info must
           say "not usable" with its reasons.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/sanitize.sh [--tsan] [meson test args]
 # ASan+UBSan: configures build-san (g++, -Db_sanitize=address,undefined) and runs the whole suite.
-# --tsan: build-tsan (-Db_sanitize=thread), builds only what the concurrency suites (fd_bo, proto,
+# --tsan: build-tsan (-Db_sanitize=thread), builds only what the concurrency suites (fd_bo, virtio_proto,
 # transports, reliability) run, and runs them.
 # Sanitizer builds use -O1: the usual choice for ASan/TSan (readable stacks, a fraction of -O2's
 # compile time, which dominates here). UBSan and TSan reports fail the run (halt_on_error).
@@ -31,7 +31,7 @@ for t in info["tests"]:
 if [[ "${1:-}" == "--tsan" ]]; then
   shift
   dir="$FDNC_ROOT/build-tsan"
-  suites=(fd_bo proto transports reliability)
+  suites=(fd_bo virtio_proto transports reliability)
   [[ -f "$dir/build.ninja" ]] || meson setup "$dir" "$FDNC_ROOT" --wrap-mode=nodownload \
     -Doptimization=1 -Ddebug=true -Db_sanitize=thread -Dbench=false
   mapfile -t targets < <(outputs_for_suites "$dir" "${suites[@]}")

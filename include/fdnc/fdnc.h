@@ -62,7 +62,8 @@ struct fdnc_stats {
 
 /* uri: "inproc", "inproc:rtt_us=200,gpu_us=50,va_size=4G", "vtest:/path/sock",
  * "virtgpu:/dev/dri/renderD128". NULL or "" means "inproc". Returns NULL on failure; the reason
- * is available through fdnc_last_error(). */
+ * is available through fdnc_last_error(). libfdnc links no host model: "inproc" works only with
+ * libfdnc-inproc (the same API with fdnc's in-process host), and fails here saying so. */
 struct fdnc_device *fdnc_device_open(const char *uri);
 void fdnc_device_del(struct fdnc_device *dev);
 const char *fdnc_last_error(void);
@@ -82,8 +83,13 @@ struct fdnc_bo *fdnc_bo_ref(struct fdnc_bo *bo);
 void fdnc_bo_del(struct fdnc_bo *bo);
 /* Returns a new dma-buf fd (caller closes it) or -errno. */
 int fdnc_bo_export_dmabuf(struct fdnc_bo *bo);
+/* NULL on failure; fdnc_last_error() names the errno: EIO context lost, EBADF fd is not a file,
+ * EOPNOTSUPP the transport cannot import (vtest), EPIPE host gone, EINVAL size 0 or above 1 TiB,
+ * ENOMEM no GPU address range left. */
 struct fdnc_bo *fdnc_bo_import_dmabuf(struct fdnc_device *dev, int fd);
 
+/* NULL on failure; fdnc_last_error() names the errno: EIO context lost, EBUSY all 64 pipes in use,
+ * ETIMEDOUT the host did not answer (5 s), EPIPE host gone, EINVAL the host refused the queue. */
 struct fdnc_pipe *fdnc_pipe_new(struct fdnc_device *dev, uint32_t prio);
 void fdnc_pipe_del(struct fdnc_pipe *pipe);
 /* 0 when signaled, -ETIMEDOUT, or another -errno. timeout_ns < 0 waits forever. */

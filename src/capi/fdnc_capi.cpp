@@ -10,9 +10,7 @@
 #include <string>
 
 #include "capi/open_device.h"
-#include "fd_bo/bo.h"
-#include "fd_bo/device.h"
-#include "fd_bo/pipe.h"
+#include "fd_bo/fd_bo.h"
 
 using fdnc::Bo;
 using fdnc::Device;
@@ -42,10 +40,13 @@ thread_local std::string g_last_error;
 void set_error(std::string s) { g_last_error = std::move(s); }
 void set_errno_error(const char* what, int err) { set_error(std::string(what) + ": " + std::strerror(-err)); }
 
-Bo* B(fdnc_bo* bo) { return reinterpret_cast<Bo*>(bo); }
-fdnc_bo* C(Bo* bo) { return reinterpret_cast<fdnc_bo*>(bo); }
-Pipe* P(fdnc_pipe* p) { return reinterpret_cast<Pipe*>(p); }
-Submit* S(fdnc_submit* s) { return reinterpret_cast<Submit*>(s); }
+// The opaque C handles are the C++ objects themselves (fdnc_device excepted, which owns one).
+Bo* to_bo(fdnc_bo* bo) { return reinterpret_cast<Bo*>(bo); }
+fdnc_bo* to_c_bo(Bo* bo) { return reinterpret_cast<fdnc_bo*>(bo); }
+Pipe* to_pipe(fdnc_pipe* pipe) { return reinterpret_cast<Pipe*>(pipe); }
+fdnc_pipe* to_c_pipe(Pipe* pipe) { return reinterpret_cast<fdnc_pipe*>(pipe); }
+Submit* to_submit(fdnc_submit* submit) { return reinterpret_cast<Submit*>(submit); }
+fdnc_submit* to_c_submit(Submit* submit) { return reinterpret_cast<fdnc_submit*>(submit); }
 } // namespace
 
 extern "C" {
@@ -102,44 +103,44 @@ fdnc_bo* fdnc_bo_new(fdnc_device* dev, uint32_t size, uint32_t flags, const char
     int err = 0;
     Bo* bo = dev->dev->bo_new(size, flags, name, &err);
     if (!bo) set_errno_error("bo_new", err);
-    return C(bo);
+    return to_c_bo(bo);
 }
 
-uint64_t fdnc_bo_iova(fdnc_bo* bo) { return bo ? B(bo)->iova() : 0; }
-uint32_t fdnc_bo_size(fdnc_bo* bo) { return bo ? static_cast<uint32_t>(B(bo)->size()) : 0; }
+uint64_t fdnc_bo_iova(fdnc_bo* bo) { return bo ? to_bo(bo)->iova() : 0; }
+uint32_t fdnc_bo_size(fdnc_bo* bo) { return bo ? static_cast<uint32_t>(to_bo(bo)->size()) : 0; }
 
 void* fdnc_bo_map(fdnc_bo* bo) {
     if (!bo) return nullptr;
     int err = 0;
-    void* p = B(bo)->map(&err);
+    void* p = to_bo(bo)->map(&err);
     if (!p) set_errno_error("bo_map", err);
     return p;
 }
 
 int fdnc_bo_upload(fdnc_bo* bo, const void* src, uint32_t off, uint32_t len) {
-    return bo && src ? B(bo)->upload(src, off, len) : -EINVAL;
+    return bo && src ? to_bo(bo)->upload(src, off, len) : -EINVAL;
 }
 
 int fdnc_bo_cpu_prep(fdnc_bo* bo, fdnc_pipe* pipe, uint32_t op) {
-    return bo ? B(bo)->cpu_prep(P(pipe), op) : -EINVAL;
+    return bo ? to_bo(bo)->cpu_prep(to_pipe(pipe), op) : -EINVAL;
 }
 
-int fdnc_bo_set_name(fdnc_bo* bo, const char* name) { return bo ? B(bo)->set_name(name) : -EINVAL; }
+int fdnc_bo_set_name(fdnc_bo* bo, const char* name) { return bo ? to_bo(bo)->set_name(name) : -EINVAL; }
 
-fdnc_bo* fdnc_bo_ref(fdnc_bo* bo) { return bo ? C(B(bo)->ref()) : nullptr; }
+fdnc_bo* fdnc_bo_ref(fdnc_bo* bo) { return bo ? to_c_bo(to_bo(bo)->ref()) : nullptr; }
 
 void fdnc_bo_del(fdnc_bo* bo) {
-    if (bo) B(bo)->unref();
+    if (bo) to_bo(bo)->unref();
 }
 
-int fdnc_bo_export_dmabuf(fdnc_bo* bo) { return bo ? B(bo)->export_dmabuf() : -EINVAL; }
+int fdnc_bo_export_dmabuf(fdnc_bo* bo) { return bo ? to_bo(bo)->export_dmabuf() : -EINVAL; }
 
 fdnc_bo* fdnc_bo_import_dmabuf(fdnc_device* dev, int fd) {
     if (!dev || fd < 0) return nullptr;
     int err = 0;
     Bo* bo = dev->dev->bo_import(fd, &err);
     if (!bo) set_errno_error("bo_import", err);
-    return C(bo);
+    return to_c_bo(bo);
 }
 
 fdnc_pipe* fdnc_pipe_new(fdnc_device* dev, uint32_t prio) {
@@ -147,33 +148,33 @@ fdnc_pipe* fdnc_pipe_new(fdnc_device* dev, uint32_t prio) {
     int err = 0;
     Pipe* p = dev->dev->pipe_new(prio, &err);
     if (!p) set_errno_error("pipe_new", err);
-    return reinterpret_cast<fdnc_pipe*>(p);
+    return to_c_pipe(p);
 }
 
-void fdnc_pipe_del(fdnc_pipe* pipe) { delete P(pipe); }
+void fdnc_pipe_del(fdnc_pipe* pipe) { delete to_pipe(pipe); }
 
 int fdnc_pipe_wait(fdnc_pipe* pipe, uint32_t fence, int64_t timeout_ns) {
-    return pipe ? P(pipe)->wait(fence, timeout_ns) : -EINVAL;
+    return pipe ? to_pipe(pipe)->wait(fence, timeout_ns) : -EINVAL;
 }
 
 fdnc_submit* fdnc_submit_new(fdnc_pipe* pipe) {
-    return pipe ? reinterpret_cast<fdnc_submit*>(new Submit(P(pipe))) : nullptr;
+    return pipe ? to_c_submit(new Submit(to_pipe(pipe))) : nullptr;
 }
 
 int fdnc_submit_add_bo(fdnc_submit* submit, fdnc_bo* bo, uint32_t flags) {
     if (!submit || !bo) return -EINVAL;
-    int r = S(submit)->add_bo(B(bo), flags);
+    int r = to_submit(submit)->add_bo(to_bo(bo), flags);
     return r < 0 ? r : 0;
 }
 
 int fdnc_submit_add_cmd(fdnc_submit* submit, fdnc_bo* bo, uint32_t offset, uint32_t size) {
-    return submit && bo ? S(submit)->add_cmd(B(bo), offset, size) : -EINVAL;
+    return submit && bo ? to_submit(submit)->add_cmd(to_bo(bo), offset, size) : -EINVAL;
 }
 
 int fdnc_submit_flush(fdnc_submit* submit, uint32_t* fence) {
-    return submit ? S(submit)->flush(fence) : -EINVAL;
+    return submit ? to_submit(submit)->flush(fence) : -EINVAL;
 }
 
-void fdnc_submit_del(fdnc_submit* submit) { delete S(submit); }
+void fdnc_submit_del(fdnc_submit* submit) { delete to_submit(submit); }
 
 } // extern "C"

@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "backend.h"
-#include "fd_bo/device.h"
+#include "fd_bo/fd_bo.h"
 #include "guest_fence_fds.h"
 
 namespace fdnc::shim {

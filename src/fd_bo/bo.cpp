@@ -18,7 +18,7 @@ void Bo::add_fence(FencePoint f) {
     // Caller holds Device::fence_lock(). One entry per pipe slot, newest seqno wins.
     for (FencePoint& e : fences_) {
         if (e.ring == f.ring) {
-            if (fence_passed(f.seqno, e.seqno)) e.seqno = f.seqno;
+            if (seqno_reached(f.seqno, e.seqno)) e.seqno = f.seqno;
             return;
         }
     }
@@ -46,7 +46,7 @@ void* Bo::map(int* err) {
     // C1: a host-side write (GEM_UPLOAD) still in flight must land before the CPU looks.
     if (upload_pending_.load(std::memory_order_acquire)) {
         const uint32_t seqno = upload_seqno_.load(std::memory_order_acquire);
-        if (!RequestBuffer::seqno_passed(dev_->requests().host_seqno(), seqno)) {
+        if (!seqno_reached(dev_->requests().host_seqno(), seqno)) {
             dev_->host_waits().count(HostWait::MapSync);
             int ret = dev_->requests().wait_seqno(seqno, dev_->options().sync_timeout_ns);
             if (ret < 0) {

@@ -110,7 +110,7 @@ void BoHeap::retire() {
     {
         std::lock_guard<std::mutex> g(lock_);
         if (!pending_.empty()) {
-            dev_.retire_pipes();
+            dev_.poll_fences();
             auto keep = pending_.begin();
             for (Bo* sub : pending_) {
                 if (dev_.fences_retired(sub->fences_snapshot())) release_slot(sub);

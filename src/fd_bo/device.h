@@ -19,7 +19,7 @@
 #include "guest_alloc/iova_heap.h"
 #include "guest_alloc/iova_quarantine.h"
 #include "virtio_proto/drm_capset.h"
-#include "virtio_proto/fdnc_ext.h"
+#include "virtio_proto/fdnc_ext_wire.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/transport.h"
 
@@ -97,8 +97,16 @@ public:
     // -ENOSPC range still in use after in-flight submits retired.
     Bo* bo_new_at(uint64_t iova, uint64_t size, uint32_t flags, const char* name, int* err);
     // Imports a dma-buf; the same resource imported twice gives the same Bo (new reference).
+    // nullptr + *err on failure: -EIO context lost; the transport's import error as is (-EBADF fd
+    // is not a file, -EOPNOTSUPP vtest has no import, -EPIPE host gone); -EINVAL the resource's
+    // size is 0 or above 1 TiB; -ENOMEM no iova range left for it; the error of resolving its
+    // res_id or of queuing its SET_IOVA (-EIO when the request buffer refused it).
     Bo* bo_import(int fd, int* err);
 
+    // A submitqueue at priority min(prio, priorities() - 1) (P1): one round trip. nullptr + *err on
+    // failure: -EIO context lost; -EBUSY every one of kMaxPipes slots is in use; -ETIMEDOUT the
+    // host did not answer within DeviceOptions::sync_timeout_ns; -EPIPE host gone; -EINVAL the host
+    // refused SUBMITQUEUE_NEW (IOCTL_SIMPLE carries only 0/-1, P4).
     Pipe* pipe_new(uint32_t prio, int* err);
 
     // 0 while usable; -EIO once the context is lost: the host reported an asynchronous error, or
@@ -112,8 +120,9 @@ public:
     void trim_cache();
     // Gives back every empty suballocation block (normally one per size class is kept).
     void trim_heaps();
-    // Polls every pipe's fences (non-blocking) so fences_retired() sees fresh state.
-    void retire_pipes();
+    // Polls every pipe's fences (non-blocking) so fences_retired() sees fresh state; releases
+    // nothing (retire() does).
+    void poll_fences();
 
     // --- for Bo / Pipe / Submit / BoCache / BoHeap (the core's private contract) ---
     RequestBuffer& requests() { return *requests_; }
@@ -139,7 +148,9 @@ private:
                                        std::optional<uint64_t> at = std::nullopt);
     void free_host_object(uint32_t handle, uint32_t res_id, bool has_iova);
     void release_iova(uint64_t iova);
-    void retire_locked();
+    // Tells the quarantine which submits retired; it releases the ranges that waited for them.
+    void release_retired_locked();
+    Bo* hand_out(Bo* bo, std::optional<uint64_t> size = std::nullopt); // the bo constructors' epilogue
     void flush_released_locked();
     void flush_released();
     uint32_t check_async_error();
@@ -165,7 +176,7 @@ private:
     std::unordered_map<uint64_t, ParkedObject> parked_; // iova -> host object waiting for retire
     std::vector<uint32_t> to_close_;                    // handles to close after the next flush
     bool slot_busy_[kMaxPipes] = {};
-    uint32_t retired_seen_[kMaxPipes] = {};            // last seqno told to the quarantine                           // slot reserved while its queue is created
+    uint32_t retired_seen_[kMaxPipes] = {};            // last seqno told to the quarantine
     Pipe* pipes_[kMaxPipes] = {};               // live pipes by slot (under lock_)
     std::array<FenceTimeline, kMaxPipes> timelines_; // per slot, for the device's whole life
     std::atomic<uint32_t> next_blob_id_{1};

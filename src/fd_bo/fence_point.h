@@ -5,14 +5,12 @@
 #include <cstdint>
 
 #include "guest_alloc/iova_quarantine.h"
+#include "util/seqno.h"
 
 namespace fdnc {
 
-// Pipes number their submits 1..INT32_MAX and wrap to 1 (PROTOCOL.md S4); compare with a signed
-// difference so wrap-around keeps the order.
-constexpr bool fence_passed(uint32_t retired, uint32_t fence) {
-    return static_cast<int32_t>(retired - fence) >= 0;
-}
+// Pipes number their submits 1..INT32_MAX and wrap to 1 (PROTOCOL.md S4); seqnos compare with
+// util/seqno.h's seqno_reached so wrap-around keeps the order.
 
 inline constexpr uint32_t kMaxPipes = IovaQuarantine::kMaxRings;
 

@@ -40,9 +40,9 @@ bool FenceTimeline::is_retired(uint32_t fence) const {
     const uint32_t last = last_.load(std::memory_order_acquire);
     if (last == 0) return true;
     // A seqno after the last submitted one was never submitted here: nothing to wait for.
-    if (!fence_passed(last, fence)) return true;
+    if (!seqno_reached(last, fence)) return true;
     const uint32_t r = retired_.load(std::memory_order_acquire);
-    return r != 0 && fence_passed(r, fence);
+    return r != 0 && seqno_reached(r, fence);
 }
 
 void FenceTimeline::push(uint32_t seqno, TransportFence f) {
@@ -66,7 +66,7 @@ int FenceTimeline::wait(Transport& t, uint32_t fence, int64_t timeout_ns, bool* 
     if (blocked) *blocked = false;
     if (fence == 0) return -EINVAL;
     const uint32_t last = last_.load(std::memory_order_acquire);
-    if (last == 0 || !fence_passed(last, fence)) return -EINVAL; // never submitted (cf. 2.9)
+    if (last == 0 || !seqno_reached(last, fence)) return -EINVAL; // never submitted (cf. 2.9)
     if (is_retired(fence)) return 0;
     poll(t);
     if (is_retired(fence)) return 0;
@@ -74,7 +74,7 @@ int FenceTimeline::wait(Transport& t, uint32_t fence, int64_t timeout_ns, bool* 
     {
         std::lock_guard<std::mutex> g(lock_);
         for (const InFlight& f : inflight_) {
-            if (fence_passed(f.seqno, fence)) {
+            if (seqno_reached(f.seqno, fence)) {
                 target = f.fence;
                 break;
             }

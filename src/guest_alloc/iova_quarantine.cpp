@@ -1,16 +1,18 @@
 #include "guest_alloc/iova_quarantine.h"
 
+#include "util/seqno.h"
+
 #include <algorithm>
 
 namespace fdnc {
 
 const char* what(ParkStatus status) {
     switch (status) {
-    case ParkStatus::parked: return "parked until its fences retire";
-    case ParkStatus::released: return "all fences already retired; released to the heap";
-    case ParkStatus::not_live: return "iova is not a live heap allocation";
-    case ParkStatus::already_parked: return "iova is already quarantined";
-    case ParkStatus::bad_ring: return "ring index out of range (max 64 rings)";
+    case ParkStatus::Parked: return "parked until its fences retire";
+    case ParkStatus::Released: return "all fences already retired; released to the heap";
+    case ParkStatus::NotLive: return "iova is not a live heap allocation";
+    case ParkStatus::AlreadyParked: return "iova is already quarantined";
+    case ParkStatus::BadRing: return "ring index out of range (max 64 rings)";
     }
     return "unknown park status";
 }
@@ -43,37 +45,37 @@ void IovaQuarantine::release_entry(uint32_t e) {
 ParkStatus IovaQuarantine::park(uint64_t iova, std::span<const FencePoint> points) {
     for (const FencePoint& p : points) {
         if (p.ring >= kMaxRings)
-            return ParkStatus::bad_ring;
+            return ParkStatus::BadRing;
     }
     if (by_iova_.count(iova) != 0)
-        return ParkStatus::already_parked;
+        return ParkStatus::AlreadyParked;
     const uint64_t bytes = heap_.allocation_size(iova);
     if (bytes == 0)
-        return ParkStatus::not_live;
+        return ParkStatus::NotLive;
 
     const uint32_t e = new_entry(iova, bytes);
     for (const FencePoint& p : points) {
         Ring& ring = rings_[p.ring];
-        if (ring.retired && seqno_passed(p.seqno, *ring.retired))
+        if (ring.retired && seqno_reached(*ring.retired, p.seqno))
             continue;  // that submit already finished
         ++entries_[e].pending;
         auto& waits = ring.waits;
-        if (waits.empty() || seqno_passed(waits.back().seqno, p.seqno)) {
+        if (waits.empty() || seqno_reached(p.seqno, waits.back().seqno)) {
             waits.push_back({p.seqno, e});
         } else {
             // Out of order: keep the FIFO sorted so retire() stops at the first unretired wait.
             auto pos = std::upper_bound(waits.begin(), waits.end(), p.seqno,
                                         [](uint32_t s, const Wait& w) {
-                                            return static_cast<int32_t>(s - w.seqno) < 0;
+                                            return !seqno_reached(s, w.seqno);
                                         });
             waits.insert(pos, {p.seqno, e});
         }
     }
     if (entries_[e].pending == 0) {
         release_entry(e);
-        return ParkStatus::released;
+        return ParkStatus::Released;
     }
-    return ParkStatus::parked;
+    return ParkStatus::Parked;
 }
 
 size_t IovaQuarantine::retire(uint32_t ring_idx, uint32_t retired_seqno) {
@@ -81,10 +83,10 @@ size_t IovaQuarantine::retire(uint32_t ring_idx, uint32_t retired_seqno) {
         return 0;
     Ring& ring = rings_[ring_idx];
     // A stale (older) retire report must not move the ring's retired point backwards.
-    if (!ring.retired || seqno_passed(*ring.retired, retired_seqno))
+    if (!ring.retired || seqno_reached(retired_seqno, *ring.retired))
         ring.retired = retired_seqno;
     size_t released = 0;
-    while (!ring.waits.empty() && seqno_passed(ring.waits.front().seqno, *ring.retired)) {
+    while (!ring.waits.empty() && seqno_reached(*ring.retired, ring.waits.front().seqno)) {
         const uint32_t e = ring.waits.front().entry;
         ring.waits.pop_front();
         if (--entries_[e].pending == 0) {

@@ -33,11 +33,11 @@ struct FencePoint {
 };
 
 enum class ParkStatus {
-    parked,          // waits for at least one fence point
-    released,        // every point had already retired (or none given): back in the heap now
-    not_live,        // iova is not a live allocation of the heap
-    already_parked,  // iova is already waiting here
-    bad_ring,        // ring >= kMaxRings
+    Parked,          // waits for at least one fence point
+    Released,        // every point had already retired (or none given): back in the heap now
+    NotLive,        // iova is not a live allocation of the heap
+    AlreadyParked,  // iova is already waiting here
+    BadRing,        // ring >= kMaxRings
 };
 const char* what(ParkStatus status);
 
@@ -70,8 +70,6 @@ public:
     size_t quarantined_ranges() const { return by_iova_.size(); }
     uint64_t quarantined_bytes() const { return bytes_; }
 
-    // a is at or before b on a wrapping 32-bit timeline.
-    static bool seqno_passed(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
 
 private:
     struct Entry {

@@ -19,30 +19,14 @@
 #include <string>
 #include <vector>
 
+#include "host_sim/host_sim_config.h"
 #include "host_sim/msm_kernel.h"
 #include "virtio_proto/ccmd_decoder.h"
 #include "virtio_proto/drm_capset.h"
 #include "virtio_proto/host.h"
-#include "virtio_proto/inproc_transport.h"
 #include "virtio_proto/msm_ccmd.h"
 
 namespace fdnc::host {
-
-struct HostSimConfig {
-    // Kernel side: GPU ids (gpu.gpu_id 630, chip_id, gmem, priorities 3 = a630's 1 ring x 3
-    // scheduler levels), va_start/va_size, era, gpu_exec_us, memory_limit, fail_hook.
-    // The default clock is RealTime (a GPU thread retires submits), which is what a transport needs;
-    // tests that want determinism pick ClockMode::Manual and call advance()/retire_all().
-    KernelConfig kernel = [] {
-        KernelConfig k;
-        k.clock = ClockMode::RealTime;
-        return k;
-    }();
-    uint32_t host_page_size = 4096; // B10
-    bool fdnc_extensions = true;    // accept FDNC_CCMD_GEM_GET_IOVA (virtio_proto/fdnc_ext.h)
-    size_t log_capacity = 512;      // bounded in-memory log
-    std::function<void(const std::string&)> log_sink;
-};
 
 struct ContextStats {
     uint32_t async_error = 0;   // as written in the shared page (0 without one)
@@ -150,14 +134,10 @@ private:
     std::deque<std::string> log_;
 };
 
-// The factory the transports and fd_bo use.
+// The factory the in-process host, fdnc-hostsim and the tests use.
 std::unique_ptr<fdnc::Host> make_msm_host(const HostSimConfig& cfg = {});
 
-// The host model an "inproc:..." URI describes: va range, gpu/chip ids (0 = default), gpu_us as
-// the GPU execution time, oom_after = GEM_NEWs that succeed before every later one is -ENOMEM.
-// Real-time clock.
-HostSimConfig host_sim_config(const InprocConfig& inproc);
-std::unique_ptr<fdnc::Host> make_msm_host(const InprocConfig& inproc);
+// host_sim_config(const InprocConfig&) (inproc_host.h) is the host an "inproc:..." URI describes.
 
 } // namespace fdnc::host
 

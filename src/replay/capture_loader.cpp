@@ -42,7 +42,7 @@ std::string text_of(std::span<const uint8_t> p) {
 }
 
 RdError bad(const SectionHeader& h, std::string what) {
-    return RdError{RdErrc::bad_payload, h.offset,
+    return RdError{RdErrc::BadPayload, h.offset,
                    std::string(sect_type_name(h.type)) + " with " + std::to_string(h.size) +
                        "-byte payload: " + std::move(what)};
 }
@@ -61,25 +61,25 @@ Result<Capture> load_capture(const std::string& path, const LoadOptions& opts) {
     SectionHeader h;
     for (;;) {
         const RdReader::Next n = rd.next_header(h);
-        if (n == RdReader::Next::end) break;
-        if (n == RdReader::Next::error) return rd.error();
+        if (n == RdReader::Next::End) break;
+        if (n == RdReader::Next::Error) return rd.error();
 
         const auto type = static_cast<SectType>(h.type);
         if (type == SectType::buffer_contents) {
             // Check the binding before reading, so a bad file costs no allocation.
             const auto bound = b.pending_decl_size();
             if (!bound)
-                return RdError{RdErrc::orphan_contents, h.offset,
+                return RdError{RdErrc::OrphanContents, h.offset,
                                "RD_BUFFER_CONTENTS without a preceding RD_GPUADDR"};
             if (h.size > *bound)
-                return RdError{RdErrc::contents_overflow, h.offset,
+                return RdError{RdErrc::ContentsOverflow, h.offset,
                                "RD_BUFFER_CONTENTS of " + std::to_string(h.size) +
                                    " bytes for a buffer declared with " + std::to_string(*bound) +
                                    " bytes"};
             const uint64_t off = b.store().size();
             if (!rd.read_payload(b.store())) return rd.error();   // straight into the store
             if (!b.contents_in_store(off, h.size))
-                return RdError{RdErrc::orphan_contents, h.offset, b.last_problem()};
+                return RdError{RdErrc::OrphanContents, h.offset, b.last_problem()};
             continue;
         }
         if (!sect_type_is_known(h.type)) {

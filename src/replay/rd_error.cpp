@@ -4,17 +4,17 @@ namespace fdnc::rd {
 
 std::string_view rd_errc_name(RdErrc code) {
     switch (code) {
-    case RdErrc::open_failed: return "open_failed";
-    case RdErrc::empty_file: return "empty_file";
-    case RdErrc::truncated_header: return "truncated_header";
-    case RdErrc::truncated_payload: return "truncated_payload";
-    case RdErrc::negative_size: return "negative_size";
-    case RdErrc::oversized_section: return "oversized_section";
-    case RdErrc::bad_payload: return "bad_payload";
-    case RdErrc::gzip_error: return "gzip_error";
-    case RdErrc::orphan_contents: return "orphan_contents";
-    case RdErrc::contents_overflow: return "contents_overflow";
-    case RdErrc::write_failed: return "write_failed";
+    case RdErrc::OpenFailed: return "open_failed";
+    case RdErrc::EmptyFile: return "empty_file";
+    case RdErrc::TruncatedHeader: return "truncated_header";
+    case RdErrc::TruncatedPayload: return "truncated_payload";
+    case RdErrc::NegativeSize: return "negative_size";
+    case RdErrc::OversizedSection: return "oversized_section";
+    case RdErrc::BadPayload: return "bad_payload";
+    case RdErrc::GzipError: return "gzip_error";
+    case RdErrc::OrphanContents: return "orphan_contents";
+    case RdErrc::ContentsOverflow: return "contents_overflow";
+    case RdErrc::WriteFailed: return "write_failed";
     }
     return "unknown";
 }

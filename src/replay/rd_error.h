@@ -10,17 +10,17 @@
 namespace fdnc::rd {
 
 enum class RdErrc {
-    open_failed,        // the file cannot be opened / read at all
-    empty_file,         // no bytes at all
-    truncated_header,   // fewer than 8 bytes left where a section header was expected
-    truncated_payload,  // the stream ends inside a section's payload
-    negative_size,      // size field < 0 as s32 (§9.1: "corrupt file")
-    oversized_section,  // size beyond kMaxSectionBytes or beyond the file
-    bad_payload,        // a known section whose payload has the wrong size/shape
-    gzip_error,         // zlib reports corrupt compressed data
-    orphan_contents,    // RD_BUFFER_CONTENTS without a preceding RD_GPUADDR
-    contents_overflow,  // RD_BUFFER_CONTENTS larger than the buffer it is bound to
-    write_failed,       // the writer could not create or write the output
+    OpenFailed,        // the file cannot be opened / read at all
+    EmptyFile,         // no bytes at all
+    TruncatedHeader,   // fewer than 8 bytes left where a section header was expected
+    TruncatedPayload,  // the stream ends inside a section's payload
+    NegativeSize,      // size field < 0 as s32 (§9.1: "corrupt file")
+    OversizedSection,  // size beyond kMaxSectionBytes or beyond the file
+    BadPayload,        // a known section whose payload has the wrong size/shape
+    GzipError,         // zlib reports corrupt compressed data
+    OrphanContents,    // RD_BUFFER_CONTENTS without a preceding RD_GPUADDR
+    ContentsOverflow,  // RD_BUFFER_CONTENTS larger than the buffer it is bound to
+    WriteFailed,       // the writer could not create or write the output
 };
 
 std::string_view rd_errc_name(RdErrc code);

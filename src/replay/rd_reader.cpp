@@ -35,8 +35,8 @@ RdReader::~RdReader() = default;
 Result<RdReader> RdReader::open(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0)
-        return RdError{RdErrc::open_failed, 0, path + ": " + std::strerror(errno)};
-    if (!S_ISREG(st.st_mode)) return RdError{RdErrc::open_failed, 0, path + ": not a regular file"};
+        return RdError{RdErrc::OpenFailed, 0, path + ": " + std::strerror(errno)};
+    if (!S_ISREG(st.st_mode)) return RdError{RdErrc::OpenFailed, 0, path + ": not a regular file"};
 
     uint8_t magic[2] = {};
     size_t magic_len = 0;
@@ -44,7 +44,7 @@ Result<RdReader> RdReader::open(const std::string& path) {
         magic_len = std::fread(magic, 1, sizeof magic, f);
         std::fclose(f);
     } else {
-        return RdError{RdErrc::open_failed, 0, path + ": " + std::strerror(errno)};
+        return RdError{RdErrc::OpenFailed, 0, path + ": " + std::strerror(errno)};
     }
 
     RdReader r;
@@ -53,7 +53,7 @@ Result<RdReader> RdReader::open(const std::string& path) {
     r.compressed_ = magic_len == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
     r.gz_ = std::make_unique<Gz>();
     r.gz_->f = gzopen(path.c_str(), "rb");
-    if (!r.gz_->f) return RdError{RdErrc::open_failed, 0, path + ": gzopen failed"};
+    if (!r.gz_->f) return RdError{RdErrc::OpenFailed, 0, path + ": gzopen failed"};
     gzbuffer(r.gz_->f, 128 * 1024);
     return r;
 }
@@ -62,7 +62,7 @@ RdReader::Next RdReader::fail(RdErrc code, uint64_t offset, std::string detail) 
     failed_ = true;
     error_ = RdError{code, offset, std::move(detail)};
     pending_ = 0;
-    return Next::error;
+    return Next::Error;
 }
 
 // Reads up to n bytes; a short count means end of stream or a zlib error (then failed_ is set).
@@ -82,7 +82,7 @@ size_t RdReader::read_some(uint8_t* dst, size_t n) {
         // Z_BUF_ERROR = zlib's "unexpected end of file" for a cut-off gzip member: that is a
         // truncation, reported by the caller with what it expected.
         if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-            fail(RdErrc::gzip_error, offset_,
+            fail(RdErrc::GzipError, offset_,
                  std::string("corrupt gzip data: ") + (msg ? msg : "unknown zlib error"));
         }
     }
@@ -90,23 +90,23 @@ size_t RdReader::read_some(uint8_t* dst, size_t n) {
 }
 
 RdReader::Next RdReader::next_header(SectionHeader& out) {
-    if (failed_) return Next::error;
-    if (pending_ && !skip_payload()) return Next::error;
+    if (failed_) return Next::Error;
+    if (pending_ && !skip_payload()) return Next::Error;
 
     for (;;) {
         const uint64_t at = offset_;
         uint8_t hdr[kSectionHeaderBytes];
         const size_t got = read_some(hdr, sizeof hdr);
-        if (failed_) return Next::error;
+        if (failed_) return Next::Error;
         if (got == 0) {
             if (!seen_any_)
-                return fail(RdErrc::empty_file, at,
+                return fail(RdErrc::EmptyFile, at,
                             compressed_ ? "gzip stream decompresses to no bytes" : "file has no bytes");
-            return Next::end;
+            return Next::End;
         }
         seen_any_ = true;
         if (got < sizeof hdr)
-            return fail(RdErrc::truncated_header, at,
+            return fail(RdErrc::TruncatedHeader, at,
                         "expected an 8-byte section header, the stream ends after " +
                             std::to_string(got) + " byte(s)");
         const uint32_t type = le32(hdr);
@@ -119,21 +119,21 @@ RdReader::Next RdReader::next_header(SectionHeader& out) {
                                      ? "section type " + std::to_string(type)
                                      : std::string(sect_type_name(type));
         if (static_cast<int32_t>(size) < 0)
-            return fail(RdErrc::negative_size, at,
+            return fail(RdErrc::NegativeSize, at,
                         what + " has negative size " + std::to_string(static_cast<int32_t>(size)) +
                             " (corrupt file)");
         if (size > kMaxSectionBytes)
-            return fail(RdErrc::oversized_section, at,
+            return fail(RdErrc::OversizedSection, at,
                         what + " claims " + std::to_string(size) + " bytes, limit is " +
                             std::to_string(kMaxSectionBytes));
         if (!compressed_ && offset_ + size > file_size_)
-            return fail(RdErrc::truncated_payload, at,
+            return fail(RdErrc::TruncatedPayload, at,
                         what + " declares " + std::to_string(size) + " payload bytes, only " +
                             std::to_string(file_size_ - offset_) + " remain in the file");
         cur_ = SectionHeader{type, size, at};
         pending_ = size;
         out = cur_;
-        return Next::section;
+        return Next::Section;
     }
 }
 
@@ -149,7 +149,7 @@ bool RdReader::read_payload(std::vector<uint8_t>& dst) {
         if (failed_) return false;
         if (got < step) {
             const uint64_t have = cur_.size - pending_;
-            fail(RdErrc::truncated_payload, cur_.offset,
+            fail(RdErrc::TruncatedPayload, cur_.offset,
                  std::string(sect_type_name(cur_.type).empty() ? "section" : sect_type_name(cur_.type)) +
                      " (type " + std::to_string(cur_.type) + ") declares " + std::to_string(cur_.size) +
                      " payload bytes, the stream ends after " + std::to_string(have));
@@ -167,7 +167,7 @@ bool RdReader::skip_payload() {
         pending_ -= got;
         if (failed_) return false;
         if (got < step) {
-            fail(RdErrc::truncated_payload, cur_.offset,
+            fail(RdErrc::TruncatedPayload, cur_.offset,
                  "section type " + std::to_string(cur_.type) + " declares " + std::to_string(cur_.size) +
                      " payload bytes, the stream ends after " + std::to_string(cur_.size - pending_));
             return false;
@@ -178,11 +178,11 @@ bool RdReader::skip_payload() {
 
 RdReader::Next RdReader::next(Section& out) {
     const Next n = next_header(out.header);
-    if (n != Next::section) return n;
+    if (n != Next::Section) return n;
     scratch_.clear();
-    if (!read_payload(scratch_)) return Next::error;
+    if (!read_payload(scratch_)) return Next::Error;
     out.payload = std::span<const uint8_t>(scratch_.data(), scratch_.size());
-    return Next::section;
+    return Next::Section;
 }
 
 } // namespace fdnc::rd

@@ -8,7 +8,7 @@
 //   if (!r) die(r.error().what());
 //   RdReader& rd = r.value();
 //   Section s;
-//   while (rd.next(s) == RdReader::Next::section) { ... s.payload ... }
+//   while (rd.next(s) == RdReader::Next::Section) { ... s.payload ... }
 //   if (rd.failed()) die(rd.error().what());
 #pragma once
 
@@ -36,7 +36,7 @@ struct Section {
 
 class RdReader {
   public:
-    enum class Next { section, end, error };
+    enum class Next { Section, End, Error };
 
     static Result<RdReader> open(const std::string& path);
     RdReader(RdReader&&) noexcept;

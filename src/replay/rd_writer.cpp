@@ -40,13 +40,13 @@ Result<RdWriter> RdWriter::create(const std::string& path) {
     // "T" = zlib's transparent (uncompressed) write mode.
     w.gz_->f = gzopen(path.c_str(), ends_with(path, ".gz") ? "wb6" : "wbT");
     if (!w.gz_->f)
-        return RdError{RdErrc::write_failed, 0, path + ": " + (errno ? std::strerror(errno) : "gzopen failed")};
+        return RdError{RdErrc::WriteFailed, 0, path + ": " + (errno ? std::strerror(errno) : "gzopen failed")};
     return w;
 }
 
 bool RdWriter::fail(std::string detail) {
     failed_ = true;
-    error_ = RdError{RdErrc::write_failed, offset_, std::move(detail)};
+    error_ = RdError{RdErrc::WriteFailed, offset_, std::move(detail)};
     return false;
 }
 

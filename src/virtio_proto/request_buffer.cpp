@@ -229,7 +229,7 @@ int RequestBuffer::wait_host(TransportFence fence, uint32_t seqno, int64_t timeo
         if (int r = transport_.wait_fence(fence, timeout_ns); r < 0) return r;
     int64_t slice_ns = 0;
     for (bool blocked = false;; blocked = true) {
-        if (seqno_passed(host_seqno(), seqno)) {
+        if (seqno_reached(host_seqno(), seqno)) {
             if (blocked) note_host_block("shared page seqno");
             return 0;
         }
@@ -283,7 +283,7 @@ int RequestBuffer::send_sync(std::span<uint8_t> req, std::span<uint8_t> rsp, int
 }
 
 int RequestBuffer::wait_seqno(uint32_t seqno, int64_t timeout_ns) {
-    if (seqno_passed(host_seqno(), seqno)) return 0;
+    if (seqno_reached(host_seqno(), seqno)) return 0;
     TransportFence fence;
     {
         std::lock_guard g(lock_);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "transport.h"
+#include "util/seqno.h"
 #include "vdrm_wire.h"
 
 namespace fdnc {
@@ -54,11 +55,8 @@ public:
     // Waits until the host has processed every request up to `seqno` (flushing first).
     int wait_seqno(uint32_t seqno, int64_t timeout_ns);
 
-    // The host's progress as written in the shared page (signed-difference comparison).
+    // The host's progress as written in the shared page (compare with util/seqno.h's seqno_reached).
     uint32_t host_seqno() const;
-    static bool seqno_passed(uint32_t current, uint32_t target) {
-        return static_cast<int32_t>(current - target) >= 0;
-    }
 
     RequestStats stats() const;
     Transport& transport() { return transport_; }

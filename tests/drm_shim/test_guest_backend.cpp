@@ -1,7 +1,7 @@
 // The guest backend from the outside: this binary runs with libfdnc_drm_shim.so preloaded and
 // FDNC_SHIM_BACKEND=guest (meson sets it), and drives the msm uAPI the way Mesa's msm backend does
 // (src/freedreno/drm/msm in Mesa 25.0.7): raw ioctls on the node, mmap at GET_OFFSET, fences.
-// Two runs: "[guest]" over an in-process host that executes (gpu_us > 0, so fences are really
+// Two runs: "[guest]" over an in-process host that executes (gpu_us 300 ms, so fences are really
 // pending for a while), "[stalled]" over one that takes requests and never answers.
 #include <catch2/catch.hpp>
 
@@ -227,7 +227,7 @@ TEST_CASE("guest backend: submits on a submitqueue, fences, FENCE_FD_OUT, CPU_PR
     REQUIRE(n.submit(q, cmd, dst, MSM_SUBMIT_FENCE_FD_OUT, &f2, &fd) == 0);
     CHECK(f2 == f1 + 1);
     REQUIRE(fd >= 0);
-    // The host executes each submit for gpu_us: the fence is pending right after the submit.
+    // The host executes each submit for 300 ms: the fence is pending right after the submit.
     CHECK(n.wait(q, f2, 0) == -ETIMEDOUT);
     drm_msm_gem_cpu_prep nosync{dst, MSM_PREP_WRITE | MSM_PREP_NOSYNC, {0, 0}};
     CHECK(n.ioctl_err(DRM_IOCTL_MSM_GEM_CPU_PREP, &nosync) == -EBUSY);

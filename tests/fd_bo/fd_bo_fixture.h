@@ -1,4 +1,5 @@
-// Shared helpers for the fd_bo suite: a device over the in-process host_sim host.
+// Shared helpers for the fd_bo suite: a device over the in-process host_sim host (the stack
+// itself: tests/common/inproc_stack.h).
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "capi/open_device.h"
+#include "common/inproc_stack.h"
 #include "fd_bo/bo.h"
 #include "fd_bo/device.h"
 #include "fd_bo/pipe.h"

@@ -9,26 +9,10 @@ using namespace fdnc;
 using namespace fdnc::test;
 
 namespace {
-struct HostAndDevice {
-    std::unique_ptr<Host> host;
-    host::MsmRenderer* model = nullptr;
-    InprocTransport* transport = nullptr;
-    std::unique_ptr<Device> dev;
-};
-
-HostAndDevice open_with_model(uint64_t gpu_us, DeviceOptions opts = {}) {
-    host::HostSimConfig cfg;
-    cfg.kernel.gpu_exec_us = gpu_us;
-    HostAndDevice r;
-    r.host = make_msm_host(cfg);
-    r.model = static_cast<host::MsmRenderer*>(r.host.get());
-    auto t = std::make_unique<InprocTransport>(*r.host);
-    r.transport = t.get();
-    std::string err;
-    r.dev = Device::open(std::move(t), opts, &err);
-    INFO(err);
-    REQUIRE(r.dev);
-    return r;
+InprocStack open_with_model(uint64_t gpu_us, DeviceOptions opts = {}) {
+    InprocConfig ic;
+    ic.gpu_us = gpu_us;
+    return InprocStack(ic, opts);
 }
 } // namespace
 
@@ -91,7 +75,7 @@ TEST_CASE("the host never sees two live mappings overlap while ranges churn unde
     cfg.kernel.va_size = 64u << 20; // 64 MiB: constant reuse of ranges up to 2 MiB
     auto host = make_msm_host(cfg);
     auto* model = static_cast<host::MsmRenderer*>(host.get());
-    auto t = std::make_unique<InprocTransport>(*host);
+    auto t = make_inproc(*host);
     const uint32_t ctx = t->ctx_id();
     std::string err;
     auto dev = Device::open(std::move(t), opts, &err);

@@ -13,7 +13,7 @@ using namespace fdnc::test;
 namespace {
 std::unique_ptr<Device> device_on(Host& host) {
     std::string err;
-    auto dev = Device::open(std::make_unique<InprocTransport>(host), DeviceOptions{}, &err);
+    auto dev = Device::open(make_inproc(host), DeviceOptions{}, &err);
     INFO(err);
     REQUIRE(dev);
     return dev;

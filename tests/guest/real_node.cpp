@@ -11,7 +11,7 @@
 #include <filesystem>
 #include <set>
 
-#include "virtio_proto/virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
 namespace fdnc::guest_test {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "real_node.h"
-#include "virtio_proto/virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
 namespace {

@@ -20,7 +20,7 @@ TEST_CASE("A parked range stays allocated until its seqno retires", "[quarantine
     IovaQuarantine q(heap);
     const auto a = heap.alloc(64 * 1024);
     REQUIRE(a);
-    CHECK(q.park(*a, 0, 10) == ParkStatus::parked);
+    CHECK(q.park(*a, 0, 10) == ParkStatus::Parked);
     CHECK(q.quarantined_ranges() == 1);
     CHECK(q.quarantined_bytes() == 64 * 1024);
     CHECK(q.retire(0, 9) == 0);
@@ -50,7 +50,7 @@ TEST_CASE("A range waiting on several rings returns only when all have retired",
     const auto a = heap.alloc(kPage);
     REQUIRE(a);
     const FencePoint points[] = {{0, 3}, {2, 70}, {5, 1}};
-    CHECK(q.park(*a, points) == ParkStatus::parked);
+    CHECK(q.park(*a, points) == ParkStatus::Parked);
     CHECK(q.retire(2, 70) == 0);
     CHECK(q.retire(5, 1) == 0);
     CHECK(heap.is_live(*a));
@@ -108,10 +108,10 @@ TEST_CASE("A park whose fence already retired releases at once", "[quarantine]")
     IovaQuarantine q(heap);
     q.retire(0, 50);
     const auto a = heap.alloc(kPage);
-    CHECK(q.park(*a, 0, 49) == ParkStatus::released);
+    CHECK(q.park(*a, 0, 49) == ParkStatus::Released);
     CHECK_FALSE(heap.is_live(*a));
     const auto b = heap.alloc(kPage);
-    CHECK(q.park(*b, {}) == ParkStatus::released);
+    CHECK(q.park(*b, {}) == ParkStatus::Released);
     CHECK_FALSE(heap.is_live(*b));
 }
 
@@ -121,7 +121,7 @@ TEST_CASE("A stale retire report does not move a ring backwards", "[quarantine]"
     q.retire(0, 100);
     q.retire(0, 90);
     const auto a = heap.alloc(kPage);
-    CHECK(q.park(*a, 0, 95) == ParkStatus::released);
+    CHECK(q.park(*a, 0, 95) == ParkStatus::Released);
 }
 
 TEST_CASE("Parking a non-live, already parked or bad-ring range is refused", "[quarantine]") {
@@ -129,12 +129,12 @@ TEST_CASE("Parking a non-live, already parked or bad-ring range is refused", "[q
     IovaQuarantine q(heap);
     const auto a = heap.alloc(kPage);
     REQUIRE(a);
-    CHECK(q.park(kStart + 64 * kPage, 0, 1) == ParkStatus::not_live);
-    CHECK(q.park(*a, IovaQuarantine::kMaxRings, 1) == ParkStatus::bad_ring);
-    CHECK(q.park(*a, 0, 1) == ParkStatus::parked);
-    CHECK(q.park(*a, 1, 1) == ParkStatus::already_parked);
+    CHECK(q.park(kStart + 64 * kPage, 0, 1) == ParkStatus::NotLive);
+    CHECK(q.park(*a, IovaQuarantine::kMaxRings, 1) == ParkStatus::BadRing);
+    CHECK(q.park(*a, 0, 1) == ParkStatus::Parked);
+    CHECK(q.park(*a, 1, 1) == ParkStatus::AlreadyParked);
     CHECK(q.quarantined_ranges() == 1);
-    CHECK(std::string(fdnc::what(ParkStatus::not_live)).find("not a live") != std::string::npos);
+    CHECK(std::string(fdnc::what(ParkStatus::NotLive)).find("not a live") != std::string::npos);
 }
 
 TEST_CASE("Teardown returns every parked range to the heap", "[quarantine]") {

@@ -3,9 +3,10 @@
 
 #include <cstring>
 
+#include "host_sim/inproc_host.h"
 #include "host_sim/msm_renderer.h"
 #include "virtio_proto/ccmd_encoder.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
@@ -15,7 +16,7 @@ using namespace fdnc::wire;
 namespace {
 
 struct Stack {
-    explicit Stack(InprocConfig cfg = {}) : t(host::make_msm_host(cfg), cfg) {
+    explicit Stack(InprocConfig cfg = {}) : t(host::make_inproc_msm_host(cfg)) {
         REQUIRE(t.get_capset(VIRTGPU_CAPSET_DRM, 0, {reinterpret_cast<uint8_t*>(&caps), sizeof caps}) == 160);
         REQUIRE(t.context_init(VIRTGPU_CAPSET_DRM, caps.u.msm.priorities + 1) == 0);
         BlobCreateArgs a;

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "../forwarding_host.h"
+#include "common/forwarding_host.h"
 #include "host_sim/msm_renderer.h"
 #include "virtio_proto/ccmd_decoder.h"
 #include "virtio_proto/host.h"

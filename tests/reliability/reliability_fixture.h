@@ -1,5 +1,5 @@
-// A device over the in-process host built by hand (so tests reach the host model and the
-// transport's fault hooks), and the teardown invariant every fault case ends with.
+// Fault-case helpers over the shared in-process stack (tests/common/inproc_stack.h), and the
+// teardown invariant every fault case ends with.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -11,39 +11,14 @@
 #include "fd_bo/bo.h"
 #include "fd_bo/device.h"
 #include "fd_bo/pipe.h"
+#include "common/inproc_stack.h"
 #include "host_sim/msm_renderer.h"
-#include "virtio_proto/inproc_transport.h"
 
 namespace fdnc::test {
 
 inline constexpr int64_t kShortTimeoutNs = 300'000'000; // every wait in these tests is bounded
 
-struct InprocStack {
-    std::unique_ptr<Host> host;
-    host::MsmRenderer* model = nullptr;
-    std::unique_ptr<Host> wrapper; // optional misbehaving layer between transport and model
-    InprocTransport* transport = nullptr;
-    std::unique_ptr<Device> dev;
-
-    // make_wrapper(model) may return nullptr (the transport then talks to the model directly).
-    // tune_host adjusts the model's config beyond what an InprocConfig says.
-    template <class Wrap = std::nullptr_t>
-    InprocStack(InprocConfig ic, DeviceOptions opts, Wrap make_wrapper = nullptr,
-                const std::function<void(host::HostSimConfig&)>& tune_host = nullptr) {
-        host::HostSimConfig hc = host::host_sim_config(ic);
-        if (tune_host) tune_host(hc);
-        host = make_msm_host(hc);
-        model = static_cast<host::MsmRenderer*>(host.get());
-        if constexpr (!std::is_same_v<Wrap, std::nullptr_t>) wrapper = make_wrapper(*model);
-        auto t = std::make_unique<InprocTransport>(wrapper ? *wrapper : *host, ic);
-        transport = t.get();
-        std::string err;
-        dev = Device::open(std::move(t), opts, &err);
-        INFO("Device::open: " << err);
-        REQUIRE(dev);
-    }
-    uint32_t ctx() const { return transport->ctx_id(); }
-};
+// InprocStack: the shared in-process stack (tests/common/inproc_stack.h).
 
 inline DeviceOptions bounded_options(bool cache = true, bool suballoc = true) {
     DeviceOptions o;
@@ -56,7 +31,7 @@ inline DeviceOptions bounded_options(bool cache = true, bool suballoc = true) {
 // After the client dropped everything: caches and heap blocks released, retired work reaped;
 // then nothing may be live in the iova heap or parked in the quarantine.
 inline void check_clean_teardown(Device& dev) {
-    dev.retire_pipes();
+    dev.poll_fences();
     dev.retire();
     dev.trim_cache();
     dev.trim_heaps();

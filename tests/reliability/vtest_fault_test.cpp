@@ -12,7 +12,7 @@
 
 #include "../transports/hostsim_process.h"
 #include "reliability_fixture.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/vtest_transport.h"
 #include "virtio_proto/vtest_wire.h"
 
 using namespace fdnc;

@@ -41,7 +41,7 @@ TEST_CASE("the reader returns every section of a plain stream with its offset") 
     std::vector<uint32_t> types;
     std::vector<uint64_t> offsets;
     Section s;
-    while (rd.next(s) == RdReader::Next::section) {
+    while (rd.next(s) == RdReader::Next::Section) {
         types.push_back(s.header.type);
         offsets.push_back(s.header.offset);
     }
@@ -58,7 +58,7 @@ TEST_CASE("the reader detects gzip by magic and reads the same sections") {
     CHECK(r.value().compressed());
     size_t n = 0;
     Section s;
-    while (r.value().next(s) == RdReader::Next::section) ++n;
+    while (r.value().next(s) == RdReader::Next::Section) ++n;
     CHECK_FALSE(r.value().failed());
     CHECK(n == 6);
     CHECK(r.value().offset() == small_capture().size());
@@ -170,7 +170,7 @@ TEST_CASE("an empty file is an empty_file error at offset 0") {
     TempDir dir;
     auto c = load_bytes(dir, {});
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::empty_file);
+    CHECK(c.error().code == RdErrc::EmptyFile);
     CHECK(c.error().offset == 0);
     CHECK_THAT(c.error().what(), Catch::Contains("offset 0"));
 }
@@ -179,7 +179,7 @@ TEST_CASE("an empty gzip stream is an empty_file error") {
     TempDir dir;
     auto c = load_bytes(dir, gzip({}), "e.rd.gz");
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::empty_file);
+    CHECK(c.error().code == RdErrc::EmptyFile);
 }
 
 TEST_CASE("a truncated section header names the offset where the header starts") {
@@ -191,7 +191,7 @@ TEST_CASE("a truncated section header names the offset where the header starts")
     b.push_back(0);
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::truncated_header);
+    CHECK(c.error().code == RdErrc::TruncatedHeader);
     CHECK(c.error().offset == end);
     CHECK_THAT(c.error().what(), Catch::Contains("8-byte section header"));
 }
@@ -202,7 +202,7 @@ TEST_CASE("a truncated payload in a plain file names the section's offset") {
     b.resize(b.size() - 5);   // cut inside the last CMDSTREAM_ADDR
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::truncated_payload);
+    CHECK(c.error().code == RdErrc::TruncatedPayload);
     CHECK(c.error().offset == 143);
     CHECK_THAT(c.error().what(), Catch::Contains("RD_CMDSTREAM_ADDR"));
 }
@@ -213,7 +213,7 @@ TEST_CASE("a truncated payload in a gzip file names the section's offset") {
     b.resize(b.size() - 5);
     auto c = load_bytes(dir, gzip(b), "t.rd.gz");
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::truncated_payload);
+    CHECK(c.error().code == RdErrc::TruncatedPayload);
     CHECK(c.error().offset == 143);
 }
 
@@ -229,7 +229,7 @@ TEST_CASE("a gzip file cut short mid-stream is an error, not a silent short capt
     auto c = load_bytes(dir, z, "cut.rd.gz");
     REQUIRE_FALSE(c.ok());
     const bool truncation_or_gzip =
-        c.error().code == RdErrc::truncated_payload || c.error().code == RdErrc::gzip_error;
+        c.error().code == RdErrc::TruncatedPayload || c.error().code == RdErrc::GzipError;
     CHECK(truncation_or_gzip);
     CHECK(c.error().offset <= big.size());
 }
@@ -241,7 +241,7 @@ TEST_CASE("a negative size is a negative_size error at the header") {
     raw_section(b, 3, 0xfffffff0u, {});
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::negative_size);
+    CHECK(c.error().code == RdErrc::NegativeSize);
     CHECK(c.error().offset == at);
     CHECK_THAT(c.error().what(), Catch::Contains("-16"));
 }
@@ -253,7 +253,7 @@ TEST_CASE("a size beyond the end of a plain file is refused before any allocatio
     raw_section(b, 12, 0x3fff0000u, filled(10, 0));   // claims ~1 GiB, has 10 bytes
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::truncated_payload);
+    CHECK(c.error().code == RdErrc::TruncatedPayload);
     CHECK(c.error().offset == at);
 }
 
@@ -263,7 +263,7 @@ TEST_CASE("a size above the 1 GiB section limit is an oversized_section error") 
     raw_section(b, 12, 0x7ffffff0u, filled(16, 0));
     auto c = load_bytes(dir, gzip(b), "huge.rd.gz");
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::oversized_section);
+    CHECK(c.error().code == RdErrc::OversizedSection);
     CHECK(c.error().offset == 0);
 }
 
@@ -274,7 +274,7 @@ TEST_CASE("a huge size under the limit in a short gzip stream ends as truncated_
     raw_section(b, 12, 0x3ff00000u, filled(100, 0));   // gzip: size of the rest is unknown
     auto c = load_bytes(dir, gzip(b), "short.rd.gz");
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::truncated_payload);
+    CHECK(c.error().code == RdErrc::TruncatedPayload);
     CHECK(c.error().offset == 20);
     CHECK_THAT(c.error().what(), Catch::Contains("ends after 100"));
 }
@@ -286,8 +286,8 @@ TEST_CASE("gzip magic followed by garbage is a gzip_error") {
     b.insert(b.end(), junk.begin(), junk.end());
     auto c = load_bytes(dir, b, "junk.rd.gz");
     REQUIRE_FALSE(c.ok());
-    const bool named = c.error().code == RdErrc::gzip_error || c.error().code == RdErrc::empty_file ||
-                       c.error().code == RdErrc::truncated_header;
+    const bool named = c.error().code == RdErrc::GzipError || c.error().code == RdErrc::EmptyFile ||
+                       c.error().code == RdErrc::TruncatedHeader;
     CHECK(named);
     CHECK(c.error().offset == 0);
     INFO(c.error().what());
@@ -296,7 +296,7 @@ TEST_CASE("gzip magic followed by garbage is a gzip_error") {
 TEST_CASE("a missing file is an open_failed error naming the path") {
     auto c = load_capture("/nonexistent/dir/x.rd");
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::open_failed);
+    CHECK(c.error().code == RdErrc::OpenFailed);
     CHECK_THAT(c.error().what(), Catch::Contains("/nonexistent/dir/x.rd"));
 }
 
@@ -307,7 +307,7 @@ TEST_CASE("buffer contents without a preceding GPUADDR is an orphan_contents err
     section(b, SectType::buffer_contents, filled(8, 0));
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::orphan_contents);
+    CHECK(c.error().code == RdErrc::OrphanContents);
     CHECK(c.error().offset == 12);
 }
 
@@ -318,7 +318,7 @@ TEST_CASE("buffer contents larger than the declared buffer is a contents_overflo
     section(b, SectType::buffer_contents, filled(9, 0));
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::contents_overflow);
+    CHECK(c.error().code == RdErrc::ContentsOverflow);
     CHECK(c.error().offset == 20);
 }
 
@@ -328,7 +328,7 @@ TEST_CASE("address payloads of the wrong size are a bad_payload error") {
     section(b, SectType::gpuaddr, words({0x1000}));
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::bad_payload);
+    CHECK(c.error().code == RdErrc::BadPayload);
     CHECK_THAT(c.error().what(), Catch::Contains("RD_GPUADDR"));
 }
 
@@ -338,7 +338,7 @@ TEST_CASE("a chip id that is not 8 bytes is a bad_payload error") {
     section(b, SectType::chip_id, words({0x06030001}));
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::bad_payload);
+    CHECK(c.error().code == RdErrc::BadPayload);
 }
 
 TEST_CASE("an empty RD_CMD section is an empty process name (fuzz_rd finding)") {
@@ -360,7 +360,7 @@ TEST_CASE("a buffer that wraps the address space is a bad_payload error") {
     section(b, SectType::gpuaddr, words({0xfffff000u, 0x2000, 0xffffffffu}));
     auto c = load_bytes(dir, b);
     REQUIRE_FALSE(c.ok());
-    CHECK(c.error().code == RdErrc::bad_payload);
+    CHECK(c.error().code == RdErrc::BadPayload);
 }
 
 TEST_CASE("cutting a valid file at any byte gives either a clean prefix or an error at or before the cut") {
@@ -409,7 +409,7 @@ TEST_CASE("read_payload appends to the caller's store and skipped payloads cost 
     RdReader& rd = r.value();
     Bytes store = {0xaa};
     SectionHeader h;
-    while (rd.next_header(h) == RdReader::Next::section)
+    while (rd.next_header(h) == RdReader::Next::Section)
         if (h.type == static_cast<uint32_t>(SectType::buffer_contents)) REQUIRE(rd.read_payload(store));
     REQUIRE_FALSE(rd.failed());
     REQUIRE(store.size() == 65);

@@ -113,7 +113,7 @@ TEST_CASE("the writer refuses sizes the format cannot carry") {
     auto w = RdWriter::create(dir.file("bad.rd"));
     REQUIRE(w.ok());
     CHECK_FALSE(w.value().buffer(0x1000, uint64_t{1} << 33));
-    CHECK(w.value().error().code == RdErrc::write_failed);
+    CHECK(w.value().error().code == RdErrc::WriteFailed);
     auto w2 = RdWriter::create(dir.file("bad2.rd"));
     REQUIRE(w2.ok());
     CHECK_FALSE(w2.value().cmdstream(0x1000, 6));
@@ -123,5 +123,5 @@ TEST_CASE("the writer refuses sizes the format cannot carry") {
 TEST_CASE("creating a writer in a missing directory is a write_failed error") {
     auto w = RdWriter::create("/nonexistent/dir/out.rd");
     REQUIRE_FALSE(w.ok());
-    CHECK(w.error().code == RdErrc::write_failed);
+    CHECK(w.error().code == RdErrc::WriteFailed);
 }

@@ -12,8 +12,8 @@
 #include "fd_bo/pipe.h"
 #include "host_sim/msm_renderer.h"
 #include "hostsim_process.h"
-#include "virtio_proto/virtgpu_transport.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/virtgpu_transport.h"
+#include "transports/vtest_transport.h"
 
 using namespace fdnc;
 

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "virtio_proto/host.h"
-#include "virtio_proto/virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 
 namespace fdnc::test {
 

@@ -6,7 +6,7 @@
 #include <tuple>
 #include <vector>
 
-#include "../forwarding_host.h"
+#include "common/forwarding_host.h"
 
 namespace fdnc::test {
 

@@ -11,7 +11,7 @@
 #include "fd_bo/bo.h"
 #include "fd_bo/device.h"
 #include "hostsim_process.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/vtest_transport.h"
 
 using namespace fdnc;
 

@@ -11,8 +11,8 @@
 #include "host_sim/msm_renderer.h"
 #include "hostsim_process.h"
 #include "transport_helpers.h"
-#include "virtio_proto/virtgpu_transport.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/virtgpu_transport.h"
+#include "transports/vtest_transport.h"
 
 using namespace fdnc;
 using Clock = std::chrono::steady_clock;

@@ -1,9 +1,10 @@
 // open_transport / parse_transport_uri: the URI spellings of the three transports.
 #include <catch2/catch.hpp>
 
+#include "host_sim/inproc_host.h"
 #include "host_sim/msm_renderer.h"
 #include "hostsim_process.h"
-#include "virtio_proto/transport_uri.h"
+#include "transports/transport_uri.h"
 #include "virtio_proto/vtest_wire.h"
 
 using namespace fdnc;
@@ -47,12 +48,15 @@ TEST_CASE("open_transport reaches fdnc-hostsim through a vtest URI", "[uri][vtes
     CHECK(t->info().detail == hs.socket_path());
 }
 
-TEST_CASE("open_transport needs an opener for inproc and uses the one given", "[uri]") {
+TEST_CASE("open_transport needs an in-process host for inproc and uses the one given", "[uri]") {
     std::string err;
+    const InprocHostFactory registered = registered_inproc_host(); // this binary links host_sim's
+    register_inproc_host({});
     CHECK_FALSE(open_transport("inproc", &err));
     CHECK_THAT(err, Catch::Contains("host_sim"));
+    register_inproc_host(registered);
     auto t = open_transport("inproc:gpu_id=650", &err, [](const InprocConfig& cfg, std::string*) {
-        return std::make_unique<InprocTransport>(make_msm_host(cfg), cfg);
+        return std::make_unique<InprocTransport>(host::make_inproc_msm_host(cfg));
     });
     REQUIRE(t);
     CHECK(t->info().name == "inproc");

@@ -9,7 +9,7 @@
 #include "holding_host.h"
 #include "host_sim/msm_renderer.h"
 #include "transport_helpers.h"
-#include "virtio_proto/virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 
 using namespace fdnc;
 using fdnc::test::FakeVirtgpu;

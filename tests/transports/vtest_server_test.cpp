@@ -9,7 +9,7 @@
 #include <random>
 
 #include "host_sim/msm_renderer.h"
-#include "virtio_proto/vtest_server.h"
+#include "host_sim/vtest_server.h"
 #include "virtio_proto/vtest_wire.h"
 
 using namespace fdnc;

@@ -14,7 +14,7 @@
 
 #include "hostsim_process.h"
 #include "transport_helpers.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/vtest_transport.h"
 #include "virtio_proto/vtest_wire.h"
 
 using namespace fdnc;

@@ -17,7 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "host_sim/msm_renderer.h"
-#include "virtio_proto/vtest_server.h"
+#include "host_sim/vtest_server.h"
 #include "virtio_proto/vtest_wire.h"
 
 namespace {

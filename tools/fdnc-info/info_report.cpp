@@ -5,15 +5,16 @@
 #include <cstring>
 #include <sstream>
 
+#include "host_sim/inproc_host.h"
 #include "host_sim/msm_renderer.h"
 #include "virtio_proto/ccmd_encoder.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
-#include "virtio_proto/transport_uri.h"
+#include "transports/transport_uri.h"
 #include "virtio_proto/msm_uapi.h"
 #include "virtio_proto/virtgpu_uapi.h"
 #include "virtio_proto/vdrm_wire.h"
-#include "virtio_proto/vtest_transport.h"
+#include "transports/vtest_transport.h"
 
 namespace fdnc::info {
 
@@ -63,7 +64,7 @@ std::unique_ptr<Transport> open(Report& r, int timeout_ms) {
     std::unique_ptr<Transport> t;
     switch (parsed->kind) {
     case TransportKind::Inproc:
-        t = std::make_unique<InprocTransport>(make_msm_host(parsed->inproc), parsed->inproc);
+        t = std::make_unique<InprocTransport>(host::make_inproc_msm_host(parsed->inproc));
         break;
     case TransportKind::Vtest: {
         VtestOptions o;

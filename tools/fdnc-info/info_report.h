@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "virtio_proto/drm_capset.h"
-#include "virtio_proto/virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 
 namespace fdnc::info {
 

@@ -20,7 +20,7 @@
 #include "replay/report.h"
 #include "replay/report_json.h"
 #include "replay/workloads.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/msm_uapi.h"
 
 namespace {

@@ -1,13 +1,12 @@
-// InprocTransport: a native context whose host runs in this process on its own thread.
-// The host consumes execbufs, blob creates (with their tunnelled ccmds), unrefs and fences
-// strictly in order. Latency is injected per direction: an item becomes visible to the host
-// rtt/2 after it was sent, and a host answer (a fence retire, a map/export/import result)
-// becomes visible to the guest rtt/2 after the host produced it. So only calls that wait pay
-// the round trip; create_blob, execbuf and close_blob never wait. res_ids are chosen on the
-// guest side, like a guest kernel does; handles are local to this transport.
+// InprocTransport: the client half of a native context whose host runs in this process. It keeps
+// what a guest keeps (blob handles, per-ring fence points and what of them the guest has seen,
+// the import dedup table) and talks to its host half (host_sim/inproc_host) through an
+// InprocHostLink (virtio_proto/inproc_link.h). create_blob, execbuf and close_blob never wait;
+// res_ids are chosen on the guest side, like a guest kernel does; handles are local to this
+// transport.
 //
-// Several transports may share one Host (one context each, like processes in a VM); the Host is
-// then called from each transport's host thread and must be thread-safe.
+// Opening one: open_transport("inproc:...") where an in-process host is registered (tools, tests:
+// host_sim's inproc_host_dep), or InprocTransport(host::make_inproc_host(host, cfg)) directly.
 #pragma once
 
 #include <cstdint>
@@ -16,30 +15,14 @@
 #include <string>
 #include <string_view>
 
-#include "host.h"
-#include "msm_uapi.h"
-#include "transport.h"
+#include "virtio_proto/inproc_link.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc {
 
-struct InprocConfig {
-    uint32_t rtt_us = 0;  // guest <-> host round trip; each direction costs rtt/2
-    uint32_t gpu_us = 0;  // GPU time per submit: for the host model, carried only
-    uint64_t va_start = wire::kAdrenoVmStart; // host model's address space (§1.3)
-    uint64_t va_size = wire::kDefaultVaSize;
-    uint32_t gpu_id = 0;   // 0 = the host model's default
-    uint64_t chip_id = 0;  // 0 = the host model's default
-    uint64_t oom_after = 0; // host model: allocations that succeed before -ENOMEM (0 = never)
-    uint32_t ctx_id = 0;    // 0 = a fresh process-wide id
-    // A host that stops: once the context's shared page is mapped, the host thread keeps taking
-    // requests and never runs or answers another one (round trips then end only at close()). What "never waits on the
-    // host" is proven against: a call that waits can only time out.
-    bool stall = false;
-};
-
 // "inproc", "inproc:" or "inproc:key=value,..." with keys rtt_us, gpu_us, va_start, va_size,
-// gpu_id, chip_id, oom_after, ctx_id, stall (0/1). Numbers are decimal or 0x-hex with an optional K/M/G
-// (binary) suffix. Unknown keys and bad numbers are errors; *error names the reason.
+// gpu_id, chip_id, oom_after, ctx_id, stall (0/1). Numbers are decimal or 0x-hex with an optional
+// K/M/G (binary) suffix. Unknown keys and bad numbers are errors; *error names the reason.
 std::optional<InprocConfig> parse_inproc_uri(std::string_view uri, std::string* error = nullptr);
 
 struct InprocStats {
@@ -51,8 +34,7 @@ struct InprocStats {
 
 class InprocTransport : public Transport {
 public:
-    explicit InprocTransport(std::unique_ptr<Host> host, InprocConfig cfg = {});
-    explicit InprocTransport(Host& host, InprocConfig cfg = {});
+    explicit InprocTransport(std::unique_ptr<InprocHostLink> link);
     ~InprocTransport() override;
     InprocTransport(const InprocTransport&) = delete;
     InprocTransport& operator=(const InprocTransport&) = delete;
@@ -84,6 +66,7 @@ public:
 
 private:
     std::unique_ptr<Impl> impl_;
+    std::unique_ptr<InprocHostLink> link_; // destroyed first: no retire reaches a dead Impl
 };
 
 } // namespace fdnc

@@ -7,9 +7,10 @@
 #include <memory>
 #include <vector>
 
+#include "common/inproc_stack.h"
 #include "mini_host.h"
 #include "virtio_proto/ccmd_decoder.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
@@ -25,7 +26,7 @@ struct Channel {
     static std::unique_ptr<Channel> open(InprocConfig cfg = {}, MiniHostOptions opt = {}) {
         auto c = std::make_unique<Channel>();
         c->host = std::make_unique<MiniHost>(opt);
-        c->transport = std::make_unique<InprocTransport>(*c->host, cfg);
+        c->transport = test::make_inproc(*c->host, cfg);
         if (c->transport->context_init(wire::VIRTGPU_CAPSET_DRM, 4) != 0) return nullptr;
         BlobCreateArgs a;
         a.blob_mem = wire::VIRTGPU_BLOB_MEM_HOST3D;

@@ -68,7 +68,7 @@ TEST_CASE("the shared page is created with rsp_mem_offset 16 and seqno follows e
     const uint32_t s1 = ch->rb->enqueue(a.span());
     const uint32_t s2 = ch->rb->enqueue(b.span());
     REQUIRE(ch->rb->wait_seqno(s2, 10 * kSecond) == 0);
-    CHECK(RequestBuffer::seqno_passed(ch->rb->host_seqno(), s2));
+    CHECK(seqno_reached(ch->rb->host_seqno(), s2));
     const auto seen = ch->host->seqnos(ch->transport->ctx_id());
     REQUIRE(seen.size() >= 2);
     CHECK(seen[seen.size() - 2] == s1);
@@ -119,7 +119,7 @@ TEST_CASE("create_blob with a tunnelled GEM_NEW never waits even when the host i
     MiniHost host;
     InprocConfig cfg;
     cfg.rtt_us = 0;
-    auto fast = std::make_unique<InprocTransport>(host, cfg);
+    auto fast = test::make_inproc(host, cfg);
     REQUIRE(fast->context_init(VIRTGPU_CAPSET_DRM, 2) == 0);
     const uint64_t waits_before = fast->stats().host_waits;
     host.set_retire_fences(false);
@@ -252,7 +252,7 @@ TEST_CASE("close destroys the host context and makes every call fail with EPIPE"
 
 TEST_CASE("get_capset copies the host capset and zero-fills the rest of the buffer") {
     MiniHost host;
-    InprocTransport t(host);
+    InprocTransport t(host::make_inproc_host(host));
     std::vector<uint8_t> buf(200, 0xee);
     const int n = t.get_capset(VIRTGPU_CAPSET_DRM, 0, buf);
     REQUIRE(n == sizeof(virgl_renderer_capset_drm));
@@ -267,7 +267,7 @@ TEST_CASE("get_capset copies the host capset and zero-fills the rest of the buff
 
 TEST_CASE("context_init refuses a second init and execbuf refuses a ring past num_rings") {
     MiniHost host;
-    InprocTransport t(host);
+    InprocTransport t(host::make_inproc_host(host));
     ExecbufArgs a;
     CHECK(t.execbuf(a, nullptr) == -EINVAL); // no context yet
     CHECK(t.context_init(VIRTGPU_CAPSET_DRM, 0) == -EINVAL);
@@ -315,8 +315,8 @@ TEST_CASE("importing an fd exported by the same context returns the same handle"
 
 TEST_CASE("a second context sharing the host imports an exported blob and sees its bytes") {
     MiniHost host;
-    auto a = std::make_unique<InprocTransport>(host);
-    auto b = std::make_unique<InprocTransport>(host);
+    auto a = test::make_inproc(host);
+    auto b = test::make_inproc(host);
     REQUIRE(a->context_init(VIRTGPU_CAPSET_DRM, 1) == 0);
     REQUIRE(b->context_init(VIRTGPU_CAPSET_DRM, 1) == 0);
     CHECK(a->ctx_id() != b->ctx_id());

@@ -1,7 +1,7 @@
-#include "transport_uri.h"
+#include "transports/transport_uri.h"
 
-#include "virtgpu_transport.h"
-#include "vtest_transport.h"
+#include "transports/virtgpu_transport.h"
+#include "transports/vtest_transport.h"
 
 namespace fdnc {
 
@@ -45,12 +45,19 @@ std::unique_ptr<Transport> open_transport(std::string_view uri, std::string* err
     auto parsed = parse_transport_uri(uri, error);
     if (!parsed) return nullptr;
     switch (parsed->kind) {
-    case TransportKind::Inproc:
-        if (!inproc) {
-            if (error) *error = "inproc transport needs the host_sim host (open it through src/capi or a tool)";
+    case TransportKind::Inproc: {
+        if (inproc) return inproc(parsed->inproc, error);
+        const InprocHostFactory host = registered_inproc_host();
+        if (!host) {
+            if (error)
+                *error = "inproc: this program links no in-process host (libfdnc ships without one: use "
+                         "vtest: or virtgpu:, or link host_sim's in-process host, e.g. libfdnc-inproc)";
             return nullptr;
         }
-        return inproc(parsed->inproc, error);
+        auto link = host(parsed->inproc, error);
+        if (!link) return nullptr;
+        return std::make_unique<InprocTransport>(std::move(link));
+    }
     case TransportKind::Vtest: {
         VtestOptions o;
         o.socket_path = parsed->path;

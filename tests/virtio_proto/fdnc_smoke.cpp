@@ -8,10 +8,11 @@
 #include <cstring>
 #include <string>
 
+#include "host_sim/inproc_host.h"
 #include "mini_host.h"
 #include "virtio_proto/ccmd_encoder.h"
 #include "virtio_proto/drm_capset.h"
-#include "virtio_proto/inproc_transport.h"
+#include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     test::MiniHost host;
-    InprocTransport t(host, *cfg);
+    InprocTransport t(host::make_inproc_host(host, *cfg));
     auto fail = [](const char* what, int r) {
         std::fprintf(stderr, "fdnc-smoke: %s failed: %s\n", what, std::strerror(-r));
         return 1;

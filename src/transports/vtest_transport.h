@@ -14,7 +14,7 @@
 #include <memory>
 #include <string>
 
-#include "transport.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc {
 

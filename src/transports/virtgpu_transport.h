@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "transport.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc {
 

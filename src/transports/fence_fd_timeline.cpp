@@ -1,4 +1,4 @@
-#include "fence_fd_timeline.h"
+#include "transports/fence_fd_timeline.h"
 
 #include <poll.h>
 #include <unistd.h>

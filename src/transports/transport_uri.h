@@ -4,8 +4,9 @@
 //   "virtgpu[:/dev/dri/renderDNNN]"  VirtgpuTransport; no path: the first virtio_gpu render node
 // An empty URI means "inproc".
 //
-// virtio_proto may not depend on host_sim (DESIGN.md arrows), so the inproc branch is a hook: the
-// caller that links host_sim (src/capi's open_transport_uri, the tools) passes an opener.
+// The transports may not depend on host_sim (DESIGN.md arrows), so the inproc branch opens the
+// in-process host the program registered (virtio_proto/inproc_link.h: host_sim's inproc_host_dep
+// registers one when linked), or the opener a caller passes.
 #pragma once
 
 #include <functional>
@@ -14,8 +15,8 @@
 #include <string>
 #include <string_view>
 
-#include "inproc_transport.h"
-#include "transport.h"
+#include "transports/inproc_transport.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc {
 
@@ -33,7 +34,8 @@ std::optional<TransportUri> parse_transport_uri(std::string_view uri, std::strin
 using InprocOpener = std::function<std::unique_ptr<Transport>(const InprocConfig&, std::string* error)>;
 
 // nullptr + *error (the transport's own message: no server, no virtio_gpu node, missing
-// capability, ...). inproc without an opener is an error saying so.
+// capability, ...). inproc: `inproc` if given, else the registered in-process host; with neither
+// an error saying so (e.g. in libfdnc, which ships no host model).
 std::unique_ptr<Transport> open_transport(std::string_view uri, std::string* error,
                                           const InprocOpener& inproc = {});
 

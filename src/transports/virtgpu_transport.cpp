@@ -1,4 +1,4 @@
-#include "virtgpu_transport.h"
+#include "transports/virtgpu_transport.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -12,9 +12,9 @@
 #include <map>
 #include <mutex>
 
-#include "drm_capset.h"
-#include "fence_fd_timeline.h"
-#include "virtgpu_uapi.h"
+#include "virtio_proto/drm_capset.h"
+#include "transports/fence_fd_timeline.h"
+#include "virtio_proto/virtgpu_uapi.h"
 
 namespace fdnc {
 

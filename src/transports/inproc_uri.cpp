@@ -3,7 +3,7 @@
 #include <cctype>
 #include <limits>
 
-#include "inproc_transport.h"
+#include "transports/inproc_transport.h"
 
 namespace fdnc {
 

@@ -1,0 +1,307 @@
+#include "host_sim/inproc_host.h"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include "host_sim/msm_renderer.h"
+
+namespace fdnc::host {
+
+namespace {
+
+using Clock = InprocClock;
+
+std::atomic<uint32_t> g_next_ctx_id{1};
+
+class InprocHost;
+
+// One per Host: routes the Host's single fence callback to the link owning ctx_id, and hands out
+// res_ids unique across the Host's contexts (like a virtio-gpu device does).
+struct HostRouter {
+    std::mutex mu;
+    std::unordered_map<uint32_t, InprocHost*> ctxs;
+    std::map<InprocFileKey, uint32_t> exported; // fds this Host exported -> res_id (import dedup)
+    std::atomic<uint32_t> next_res_id{1};
+};
+
+std::mutex g_routers_mu;
+std::map<Host*, std::weak_ptr<HostRouter>> g_routers;
+
+class InprocHost final : public InprocHostLink {
+public:
+    InprocHost(Host* h, std::unique_ptr<Host> own, InprocConfig c) : host_(h), owned_(std::move(own)), cfg_(c) {
+        ctx_ = cfg_.ctx_id ? cfg_.ctx_id : g_next_ctx_id.fetch_add(1);
+        half_rtt_ = std::chrono::nanoseconds(uint64_t{cfg_.rtt_us} * 1000 / 2);
+        attach_router();
+        thread_ = std::thread([this] {
+            inproc_precise_timers();
+            host_loop();
+        });
+    }
+
+    ~InprocHost() override {
+        shutdown(false);
+        std::lock_guard rg(router_->mu);
+        router_->ctxs.erase(ctx_);
+    }
+
+    void attach(InprocGuest* guest) override {
+        std::lock_guard rg(router_->mu); // the router reads guest_ under its lock
+        guest_ = guest;
+    }
+
+    const InprocConfig& config() const override { return cfg_; }
+    uint32_t ctx_id() const override { return ctx_; }
+    Host& host() override { return *host_; }
+
+    bool gone() const override {
+        std::lock_guard g(mu_);
+        return dead_ || stopping_;
+    }
+
+    int post(InprocItem item) override {
+        std::lock_guard g(mu_);
+        if (dead_ || stopping_) {
+            if (item.in_fence_fd >= 0) ::close(item.in_fence_fd);
+            return -EPIPE;
+        }
+        Entry e;
+        e.item = std::move(item);
+        push(std::move(e));
+        return 0;
+    }
+
+    int call(std::function<int(Host&)> fn, bool arms_stall) override {
+        auto c = std::make_shared<Call>();
+        c->fn = std::move(fn);
+        c->arms_stall = arms_stall;
+        std::unique_lock lk(mu_);
+        if (dead_ || stopping_) return -EPIPE;
+        Entry e;
+        e.call = c;
+        push(std::move(e));
+        inproc_precise_timers();
+        for (;;) {
+            if (c->done && Clock::now() >= c->visible_at) return c->result;
+            if (dead_) return -EPIPE;
+            if (c->done) cv_.wait_until(lk, c->visible_at);
+            else cv_.wait(lk);
+        }
+    }
+
+    uint32_t new_res_id() override { return router_->next_res_id.fetch_add(1); }
+
+    void note_exported(InprocFileKey key, uint32_t res_id) override {
+        std::lock_guard rg(router_->mu);
+        router_->exported[key] = res_id;
+    }
+
+    uint32_t exported_res_id(InprocFileKey key) override {
+        std::lock_guard rg(router_->mu);
+        auto it = router_->exported.find(key);
+        return it == router_->exported.end() ? 0 : it->second;
+    }
+
+    void shutdown(bool destroy_context) override {
+        {
+            std::lock_guard g(mu_);
+            stopping_ = true;
+            stop_flag_ = true;
+            host_cv_.notify_all();
+        }
+        if (thread_.joinable()) thread_.join();
+        if (destroy_context) host_->context_destroy(ctx_); // host thread is gone: no concurrent call from us
+    }
+
+    InprocLinkStats stats() const override {
+        std::lock_guard g(mu_);
+        return st_;
+    }
+
+    // From the router (the Host's fence callback, any thread) or the host thread.
+    void retired(uint32_t ring, uint64_t point) {
+        if (guest_) guest_->on_retire(ring, point, Clock::now() + half_rtt_);
+    }
+
+private:
+    struct Call {
+        std::function<int(Host&)> fn;
+        bool done = false;
+        int result = 0;
+        Clock::time_point visible_at; // when the guest may see the answer
+        bool arms_stall = false;      // InprocConfig::stall starts after this call (the shmem map)
+    };
+    struct Entry {
+        InprocItem item;
+        std::shared_ptr<Call> call; // set: a round trip, item unused
+        Clock::time_point visible_at; // when the host may see it
+    };
+
+    void attach_router() {
+        std::lock_guard g(g_routers_mu);
+        std::erase_if(g_routers, [](const auto& kv) { return kv.second.expired(); }); // Hosts gone
+        router_ = g_routers[host_].lock();
+        if (!router_) {
+            router_ = std::make_shared<HostRouter>();
+            g_routers[host_] = router_;
+            // The callback keeps the router alive as long as the Host may call it.
+            host_->set_fence_callback([r = router_](uint32_t ctx_id, uint32_t ring, uint64_t point) {
+                std::lock_guard rg(r->mu);
+                auto it = r->ctxs.find(ctx_id);
+                if (it != r->ctxs.end()) it->second->retired(ring, point);
+            });
+        }
+        std::lock_guard rg(router_->mu);
+        router_->ctxs[ctx_] = this;
+    }
+
+    // Caller holds mu_.
+    void push(Entry e) {
+        e.visible_at = Clock::now() + half_rtt_;
+        queue_.push_back(std::move(e));
+        ++st_.items_sent;
+        host_cv_.notify_one();
+    }
+
+    void host_loop() {
+        std::unique_lock lk(mu_);
+        for (;;) {
+            if (stopping_) break;
+            if (queue_.empty() || stalled_) { // InprocConfig::stall: items pile up, nothing runs
+                host_cv_.wait(lk);
+                continue;
+            }
+            if (Clock::now() < queue_.front().visible_at) {
+                host_cv_.wait_until(lk, queue_.front().visible_at);
+                continue;
+            }
+            Entry e = std::move(queue_.front());
+            queue_.pop_front();
+            lk.unlock();
+            const bool ok = e.call ? execute_call(*e.call) : execute(e.item);
+            lk.lock();
+            ++st_.items_executed;
+            if (!ok) ++st_.host_errors;
+        }
+        for (Entry& e : queue_)
+            if (e.item.in_fence_fd >= 0) ::close(e.item.in_fence_fd);
+        queue_.clear();
+        dead_ = true;
+        cv_.notify_all();
+        lk.unlock();
+        std::lock_guard rg(router_->mu);
+        if (guest_) guest_->on_host_gone();
+    }
+
+    // Runs one item on the host thread, without mu_. False when the host reported an error.
+    bool execute(InprocItem& it) {
+        switch (it.kind) {
+        case InprocItem::Kind::Execbuf: {
+            if (it.in_fence_fd >= 0) {
+                // The host waits for the in-fence first; a sync_file polls readable once signaled.
+                pollfd p{it.in_fence_fd, POLLIN, 0};
+                while (!stop_flag_.load() && ::poll(&p, 1, 10) == 0) {
+                }
+                ::close(it.in_fence_fd);
+            }
+            bool ok = it.cmd.empty() || host_->submit_cmd(ctx_, it.cmd) == 0; // H6: errors stay host-side
+            if (it.point) {
+                if (host_->context_create_fence(ctx_, it.ring, it.point) != 0) {
+                    ok = false;
+                    retired(it.ring, it.point); // never leave a guest waiting on a fence that cannot come
+                }
+            }
+            return ok;
+        }
+        case InprocItem::Kind::CreateBlob: {
+            bool ok = it.cmd.empty() || host_->submit_cmd(ctx_, it.cmd) == 0; // §3.5: cmd runs first
+            ok = host_->resource_create_blob(ctx_, it.res_id, it.blob_mem, it.blob_flags, it.size, it.blob_id) == 0 && ok;
+            return ok;
+        }
+        case InprocItem::Kind::Unref: host_->resource_unref(ctx_, it.res_id); return true;
+        }
+        return false;
+    }
+
+    bool execute_call(Call& c) {
+        const int r = c.fn(*host_);
+        std::lock_guard g(mu_);
+        c.result = r;
+        c.done = true;
+        c.visible_at = Clock::now() + half_rtt_;
+        if (cfg_.stall && c.arms_stall) stalled_ = true;
+        cv_.notify_all();
+        return r >= 0;
+    }
+
+    Host* host_ = nullptr;
+    std::unique_ptr<Host> owned_;
+    InprocConfig cfg_;
+    uint32_t ctx_ = 0;
+    std::chrono::nanoseconds half_rtt_{0};
+    std::shared_ptr<HostRouter> router_;
+    InprocGuest* guest_ = nullptr; // under router_->mu
+
+    mutable std::mutex mu_;
+    std::condition_variable host_cv_; // host thread: new item or stop
+    std::condition_variable cv_;      // round trips: a result, or the host's end
+    std::deque<Entry> queue_;
+    bool stopping_ = false;
+    bool dead_ = false;
+    bool stalled_ = false; // InprocConfig::stall, after the first round trip
+    std::atomic<bool> stop_flag_{false}; // read while polling an in-fence without the lock
+    InprocLinkStats st_;
+    std::thread thread_;
+};
+
+} // namespace
+
+std::unique_ptr<InprocHostLink> make_inproc_host(Host& host, InprocConfig cfg) {
+    return std::make_unique<InprocHost>(&host, nullptr, cfg);
+}
+
+std::unique_ptr<InprocHostLink> make_inproc_host(std::unique_ptr<Host> host, InprocConfig cfg) {
+    if (!host) throw std::invalid_argument("make_inproc_host: null Host");
+    Host* h = host.get();
+    return std::make_unique<InprocHost>(h, std::move(host), cfg);
+}
+
+HostSimConfig host_sim_config(const InprocConfig& in) {
+    HostSimConfig cfg;
+    cfg.kernel.va_start = in.va_start;
+    cfg.kernel.va_size = in.va_size;
+    if (in.gpu_id) cfg.kernel.gpu.gpu_id = in.gpu_id;
+    if (in.chip_id) cfg.kernel.gpu.chip_id = in.chip_id;
+    cfg.kernel.gpu_exec_us = in.gpu_us;
+    if (in.oom_after) {
+        // The renderer installs the hook after its own probe allocation (§4.4 step 5), so the
+        // count is of client GEM_NEWs only.
+        auto count = std::make_shared<std::atomic<uint64_t>>(0);
+        const uint64_t limit = in.oom_after;
+        cfg.kernel.fail_hook = [count, limit](KernelOp op, FileId) {
+            if (op != KernelOp::GemNew) return 0;
+            return count->fetch_add(1) < limit ? 0 : -ENOMEM;
+        };
+    }
+    return cfg;
+}
+
+std::unique_ptr<InprocHostLink> make_inproc_msm_host(const InprocConfig& cfg, std::string*) {
+    return make_inproc_host(make_msm_host(host_sim_config(cfg)), cfg);
+}
+
+void register_inproc_msm_host() {
+    register_inproc_host([](const InprocConfig& cfg, std::string* error) { return make_inproc_msm_host(cfg, error); });
+}
+
+} // namespace fdnc::host
