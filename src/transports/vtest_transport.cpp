@@ -142,8 +142,12 @@ int VtestTransport::resource_id(uint32_t handle, uint32_t* res_id, bool* waited)
     if (!e || e->close_requested) return -ENOENT;
     if (e->pending) {
         if (m.dead) return -EPIPE;
-        if (waited) *waited = true;
-        if (int r = m.drain_until([&] { return !m.entries[handle - 1].pending; }); r < 0) return r;
+        // Reading replies that already arrived is not a wait; the stream notes the ones it
+        // blocked for (read_one_reply), and only those make this call a host wait.
+        const uint64_t blocks = host_blocks_on_this_thread();
+        const int r = m.drain_until([&] { return !m.entries[handle - 1].pending; });
+        if (waited) *waited = host_blocks_on_this_thread() != blocks;
+        if (r < 0) return r;
         e = &m.entries[handle - 1];
     }
     *res_id = e->res_id;
