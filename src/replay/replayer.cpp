@@ -10,6 +10,8 @@
 #include <deque>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "fd_bo/bo.h"
 #include "fd_bo/pipe.h"
 #include "virtio_proto/msm_uapi.h"
@@ -24,6 +26,31 @@ int64_t now_ns() {
         .count();
 }
 
+struct ProbeSample {
+    rusage ru{};
+    RequestThreadCounters rc{};
+};
+
+ProbeSample probe_now() {
+    ProbeSample p;
+    getrusage(RUSAGE_THREAD, &p.ru);
+    p.rc = RequestBuffer::thread_counters();
+    return p;
+}
+
+BoNewProbe probe_diff(const ProbeSample& a, const ProbeSample& b) {
+    BoNewProbe d;
+    d.minor_faults = static_cast<uint32_t>(b.ru.ru_minflt - a.ru.ru_minflt);
+    d.major_faults = static_cast<uint32_t>(b.ru.ru_majflt - a.ru.ru_majflt);
+    d.voluntary_switches = static_cast<uint32_t>(b.ru.ru_nvcsw - a.ru.ru_nvcsw);
+    d.involuntary_switches = static_cast<uint32_t>(b.ru.ru_nivcsw - a.ru.ru_nivcsw);
+    d.transport_calls = static_cast<uint32_t>(b.rc.transport_calls - a.rc.transport_calls);
+    d.flushes = static_cast<uint32_t>(b.rc.flushes - a.rc.flushes);
+    d.flushed_bytes = b.rc.flushed_bytes - a.rc.flushed_bytes;
+    d.transport_ns = b.rc.transport_ns - a.rc.transport_ns;
+    d.flush_ns = b.rc.flush_ns - a.rc.flush_ns;
+    return d;
+}
 
 // State shared by the stream threads of one mode.
 struct Shared {
@@ -88,13 +115,20 @@ void run_stream(Shared& sh, uint32_t tid, const Stream& stream, ThreadOut& out) 
     for (const Event& e : stream.events) {
         switch (e.kind) {
         case EventKind::Alloc: {
+            ProbeSample p0;
+            if (sh.opts.trace) p0 = probe_now();
             const uint64_t w0 = host_blocks_on_this_thread();
             const int64_t a = now_ns();
             Bo* bo = e.iova ? sh.dev.bo_new_at(e.iova, e.size, e.flags, nullptr, &err)
                             : sh.dev.bo_new(e.size, e.flags, nullptr, &err);
             const int64_t b = now_ns();
             r.bo_new_ns.push_back(static_cast<uint64_t>(b - a));
-            span("bo_new", a, b);
+            if (sh.opts.trace) {
+                const ProbeSample p1 = probe_now();
+                span("bo_new", a, b);
+                out.spans.back().has_probe = true;
+                out.spans.back().probe = probe_diff(p0, p1);
+            }
             // This thread's own blocks (DeviceStats::bo_new_waits counts the same way).
             if (host_blocks_on_this_thread() != w0) span("host_wait", a, b);
             if (!bo) {

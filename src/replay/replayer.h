@@ -21,11 +21,28 @@ namespace fdnc::replay {
 // Opens the device for one mode (the tool passes fdnc::open_device over the --uri).
 using DeviceFactory = std::function<std::unique_ptr<Device>(const DeviceOptions&, std::string* error)>;
 
+// What one bo_new did besides its own work (with ReplayOptions::trace only): this thread's
+// getrusage(RUSAGE_THREAD) and RequestBuffer::thread_counters() read right before and right after
+// the call (outside its timed span), subtracted. Page faults = first touches of memory (malloc'd
+// or mapped pages new to the process); voluntary switches = the thread slept (a contended lock, a
+// wait); involuntary = it was preempted; transport calls = execbuf/create_blob calls, each an
+// item posted to the host (on inproc a wake-up of its thread), flushes = those that emptied
+// buffered requests; transport_ns = time inside those calls.
+struct BoNewProbe {
+    uint32_t minor_faults = 0, major_faults = 0;
+    uint32_t voluntary_switches = 0, involuntary_switches = 0;
+    uint32_t transport_calls = 0, flushes = 0;
+    uint64_t flushed_bytes = 0;
+    uint64_t transport_ns = 0, flush_ns = 0; // inside the transport calls / the flushes' calls
+};
+
 struct Span {         // a complete trace event
     const char* name; // static string: "bo_new", "flush", "submit", "host_wait", "frame"
     uint32_t tid;
     int64_t ts_ns;    // since the mode's start
     int64_t dur_ns;
+    bool has_probe = false; // bo_new spans with ReplayOptions::trace: probe holds its counters
+    BoNewProbe probe{};
 };
 
 struct CounterSample {

@@ -81,9 +81,19 @@ std::string trace_json(const RunInfo& info, const std::vector<ModeResult>& modes
         const int pid = int(p) + 1;
         ev.push_back({{"name", "process_name"}, {"ph", "M"}, {"pid", pid},
                       {"args", {{"name", m.mode + " iova (" + info.workload + ")"}}}});
-        for (const Span& s : m.spans)
-            ev.push_back({{"name", s.name}, {"cat", "replay"}, {"ph", "X"}, {"pid", pid}, {"tid", s.tid},
-                          {"ts", double(s.ts_ns) / 1000.0}, {"dur", double(s.dur_ns) / 1000.0}});
+        for (const Span& s : m.spans) {
+            json e = {{"name", s.name}, {"cat", "replay"}, {"ph", "X"}, {"pid", pid}, {"tid", s.tid},
+                      {"ts", double(s.ts_ns) / 1000.0}, {"dur", double(s.dur_ns) / 1000.0}};
+            if (s.has_probe) {
+                const BoNewProbe& p = s.probe;
+                e["args"] = {{"minor_faults", p.minor_faults},         {"major_faults", p.major_faults},
+                             {"voluntary_switches", p.voluntary_switches}, {"involuntary_switches", p.involuntary_switches},
+                             {"transport_calls", p.transport_calls},   {"flushes", p.flushes},
+                             {"flushed_bytes", p.flushed_bytes},       {"transport_us", double(p.transport_ns) / 1000.0},
+                             {"flush_us", double(p.flush_ns) / 1000.0}};
+            }
+            ev.push_back(std::move(e));
+        }
         for (const CounterSample& c : m.counters) {
             ev.push_back({{"name", "VA use (MiB)"}, {"ph", "C"}, {"pid", pid}, {"ts", double(c.ts_ns) / 1000.0},
                           {"args",

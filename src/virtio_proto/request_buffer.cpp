@@ -37,7 +37,16 @@ uint32_t host_response_size(std::span<const uint8_t> req) {
     return ccmd_response_size(c);
 }
 
+thread_local RequestThreadCounters t_counters;
+
+uint64_t mono_ns() {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+}
+
 } // namespace
+
+const RequestThreadCounters& RequestBuffer::thread_counters() { return t_counters; }
 
 RequestBuffer::RequestBuffer(Transport& transport, void* shmem, uint32_t shmem_size)
     : transport_(transport), shmem_(static_cast<uint8_t*>(shmem)), shmem_size_(shmem ? shmem_size : 0),
@@ -154,7 +163,16 @@ int RequestBuffer::flush_locked(TransportFence* fence) {
     args.cmd = buf_;
     args.ring_idx = 0; // Q3: the host CPU timeline
     args.fence_out = fence != nullptr;
+    const uint64_t t0 = mono_ns();
     const int r = transport_.execbuf(args, fence);
+    const uint64_t dt = mono_ns() - t0;
+    ++t_counters.transport_calls;
+    t_counters.transport_ns += dt;
+    if (!buf_.empty()) {
+        ++t_counters.flushes;
+        t_counters.flushed_bytes += buf_.size();
+        t_counters.flush_ns += dt;
+    }
     if (!buf_.empty() && r == 0) {
         stats_.ccmds += buffered_ccmds_;
         stats_.batches += 1;
@@ -185,7 +203,10 @@ int RequestBuffer::create_blob(BlobCreateArgs args, std::span<uint8_t> req, uint
         store_hdr(req, offsetof(vdrm_ccmd_req, rsp_off), 0);
     }
     args.cmd = req;
+    const uint64_t t0 = mono_ns();
     const int r = transport_.create_blob(args, handle);
+    ++t_counters.transport_calls;
+    t_counters.transport_ns += mono_ns() - t0;
     if (r == 0 && !req.empty()) {
         stats_.ccmds += 1;
         stats_.batches += 1;
@@ -208,7 +229,10 @@ int RequestBuffer::submit(std::span<uint8_t> req, uint32_t ring_idx, TransportFe
     args.ring_idx = ring_idx;
     args.fence_out = fence != nullptr;
     args.in_fence_fd = in_fence_fd;
+    const uint64_t t0 = mono_ns();
     const int r = transport_.execbuf(args, fence);
+    ++t_counters.transport_calls;
+    t_counters.transport_ns += mono_ns() - t0;
     if (r == 0) {
         stats_.ccmds += 1;
         stats_.batches += 1;

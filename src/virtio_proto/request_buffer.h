@@ -28,8 +28,21 @@ struct RequestStats {
     uint64_t bytes = 0;   // ccmd bytes sent
 };
 
+// What this thread's RequestBuffer calls handed to the transport, counted per thread so a caller
+// can attribute them to one of its own calls (fdnc-replay's per-bo_new trace counters): read before
+// and after, subtract. Plain thread_local increments, no lock.
+struct RequestThreadCounters {
+    uint64_t transport_calls = 0; // execbuf / create_blob calls made by this thread
+    uint64_t flushes = 0;         // of those, flushes of buffered requests
+    uint64_t flushed_bytes = 0;   // bytes those flushes carried
+    uint64_t transport_ns = 0;    // time spent inside those transport calls (steady_clock)
+    uint64_t flush_ns = 0;        // of which inside the flushes' calls
+};
+
 class RequestBuffer {
 public:
+    static const RequestThreadCounters& thread_counters();
+
     // shmem: the mapped shared page (wire::msm_shmem at its start), shmem_size bytes.
     RequestBuffer(Transport& transport, void* shmem, uint32_t shmem_size);
 
