@@ -33,7 +33,7 @@ const char* host_wait_name(HostWait w) {
 }
 
 Device::Device(std::unique_ptr<Transport> transport, const DeviceOptions& opts)
-    : opts_(opts), transport_(std::move(transport)) {}
+    : opts_(opts), transport_(std::move(transport)), host_assigns_res_id_(transport_->info().host_assigns_res_id) {}
 
 std::unique_ptr<Device> Device::open(std::unique_ptr<Transport> transport, const DeviceOptions& opts,
                                      std::string* error) {

@@ -158,6 +158,9 @@ private:
 
     DeviceOptions opts_;
     std::unique_ptr<Transport> transport_;
+    // TransportInfo::host_assigns_res_id, read once: info() builds a std::string each call, a
+    // malloc and a format that bo_new need not pay.
+    bool host_assigns_res_id_ = false;
     wire::virgl_renderer_capset_drm caps_{};
     uint32_t priorities_ = 1;
     uint32_t shmem_handle_ = 0;

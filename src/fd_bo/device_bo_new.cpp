@@ -149,7 +149,7 @@ Bo* Device::bo_new_backing(uint64_t alloc_size, uint32_t flags, const char* name
     bo->msm_flags_ = msm_flags;
     bo->handle_ = handle;
     if (name) bo->name_ = name;
-    if (!transport_->info().host_assigns_res_id) {
+    if (!host_assigns_res_id_) {
         transport_->resource_id(handle, &bo->res_id_);
         if (name && *name) bo->set_name(name);
     }
