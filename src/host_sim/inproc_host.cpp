@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -94,7 +95,7 @@ public:
         for (;;) {
             if (c->done && Clock::now() >= c->visible_at) return c->result;
             if (dead_) return -EPIPE;
-            if (c->done) cv_.wait_until(lk, c->visible_at);
+            if (c->done) inproc_wait_until(cv_, lk, c->visible_at);
             else cv_.wait(lk);
         }
     }
@@ -128,9 +129,12 @@ public:
         return st_;
     }
 
-    // From the router (the Host's fence callback, any thread) or the host thread.
+    // From the router (the Host's fence callback, any thread) or the host thread. On the host
+    // thread (a ring-0 fence, retired as its execbuf runs) the retire was produced on the delay
+    // line's clock: lag_ earlier than the wall clock says.
     void retired(uint32_t ring, uint64_t point) {
-        if (guest_) guest_->on_retire(ring, point, Clock::now() + half_rtt_);
+        const auto lag = t_running == this ? lag_ : std::chrono::nanoseconds{0};
+        if (guest_) guest_->on_retire(ring, point, Clock::now() - lag + half_rtt_);
     }
 
 private:
@@ -165,6 +169,9 @@ private:
         router_->ctxs[ctx_] = this;
     }
 
+    // The link whose item the current thread is running (the host thread, inside execute*).
+    static thread_local const InprocHost* t_running;
+
     // Caller holds mu_.
     void push(Entry e) {
         e.visible_at = Clock::now() + half_rtt_;
@@ -188,7 +195,17 @@ private:
             Entry e = std::move(queue_.front());
             queue_.pop_front();
             lk.unlock();
+            // The delay line's clock: the item is processed at its deadline, or when the item
+            // before it was done if that is later (the host runs one at a time, as a real one
+            // does). The host thread's own wake-up lateness is not the link's latency: an answer
+            // becomes visible rtt/2 after it was produced on this clock, and never before it
+            // really was produced (the guest also waits for it to exist).
+            const auto start = Clock::now();
+            lag_ = start - std::max(e.visible_at, std::min(line_end_, start));
+            t_running = this;
             const bool ok = e.call ? execute_call(*e.call) : execute(e.item);
+            t_running = nullptr;
+            line_end_ = Clock::now() - lag_;
             lk.lock();
             ++st_.items_executed;
             if (!ok) ++st_.host_errors;
@@ -238,7 +255,7 @@ private:
         std::lock_guard g(mu_);
         c.result = r;
         c.done = true;
-        c.visible_at = Clock::now() + half_rtt_;
+        c.visible_at = Clock::now() - lag_ + half_rtt_;
         if (cfg_.stall && c.arms_stall) stalled_ = true;
         cv_.notify_all();
         return r >= 0;
@@ -249,6 +266,10 @@ private:
     InprocConfig cfg_;
     uint32_t ctx_ = 0;
     std::chrono::nanoseconds half_rtt_{0};
+    // Host thread only: how far the running item started after its place on the delay line, and
+    // when the item before it ended there.
+    std::chrono::nanoseconds lag_{0};
+    Clock::time_point line_end_{};
     std::shared_ptr<HostRouter> router_;
     InprocGuest* guest_ = nullptr; // under router_->mu
 
@@ -263,6 +284,8 @@ private:
     InprocLinkStats st_;
     std::thread thread_;
 };
+
+thread_local const InprocHost* InprocHost::t_running = nullptr;
 
 } // namespace
 

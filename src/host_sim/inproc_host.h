@@ -1,8 +1,13 @@
 // The in-process host: the host half of the in-process transport (virtio_proto/inproc_link.h).
 // A host thread consumes execbufs, blob creates (with their tunnelled ccmds), unrefs and round
-// trips strictly in order. Latency is injected per direction: an item becomes visible to the host
-// rtt/2 after it was sent, and a host answer (a fence retire, a call's result) becomes visible to
-// the guest rtt/2 after the host produced it. So only calls that wait pay the round trip.
+// trips strictly in order. Latency is injected per direction, as a delay line with absolute
+// deadlines: an item is processed rtt/2 after it was sent (back-to-back items stay back to back;
+// the delay never serializes them), and a host answer (a fence retire, a call's result) becomes
+// visible to the guest rtt/2 after the host produced it. So only calls that wait pay the round
+// trip. The line runs on its own clock: an item starts at its deadline or when the one before it
+// ended, whichever is later, and the host thread's wake-up lateness is not added to an answer's
+// time (it is never visible before it was really produced, though). Guest waits spin the last
+// kInprocSpin (inproc_link.h) instead of trusting a timed wake-up.
 //
 // Several links may share one Host (one context each, like processes in a VM); the Host is then
 // called from each link's host thread and must be thread-safe. One router per Host sends the

@@ -59,11 +59,13 @@ struct InprocTransport::Impl final : InprocGuest {
 
     // InprocGuest: a fence retired on the host; visible to the guest from visible_at.
     void on_retire(uint32_t ring, uint64_t point, Clock::time_point visible_at) override {
-        std::lock_guard g(mu);
-        if (ring >= rings.size()) return;
-        rings[ring].retiring.emplace_back(point, visible_at);
-        refresh(rings[ring], Clock::now()); // keeps the list short when nobody waits on this ring
-        cv.notify_all();
+        {
+            std::lock_guard g(mu);
+            if (ring >= rings.size()) return;
+            rings[ring].retiring.emplace_back(point, visible_at);
+            refresh(rings[ring], Clock::now()); // keeps the list short when nobody waits on this ring
+        }
+        cv.notify_all(); // outside the lock: a woken waiter does not block on it again at once
     }
 
     void on_host_gone() override {
@@ -218,7 +220,8 @@ int InprocTransport::wait_fence(TransportFence fence, int64_t timeout_ns) {
         auto wake = deadline;
         if (!r.retiring.empty()) wake = std::min(wake, r.retiring.front().second);
         if (wake == Clock::time_point::max()) m.cv.wait(lk);
-        else m.cv.wait_until(lk, wake);
+        else if (wake == deadline) m.cv.wait_until(lk, wake); // a timeout needs no precision
+        else inproc_wait_until(m.cv, lk, wake);
     }
 }
 

@@ -1,7 +1,9 @@
 // MsmRenderer behind InprocTransport + RequestBuffer, on the real-time GPU clock.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstring>
+#include <vector>
 
 #include "host_sim/inproc_host.h"
 #include "host_sim/msm_renderer.h"
@@ -101,4 +103,46 @@ TEST_CASE("inproc oom_after makes later GEM_NEWs fail with an async error") {
     std::vector<uint8_t> none;
     REQUIRE(s.rb->send_sync(nop.span(), none, 5'000'000'000) == 0);
     CHECK(s.page()->async_error == 1);
+}
+
+// The delay line (issue 16): each item is processed rtt/2 after it was sent and its answer is
+// visible rtt/2 after that, measured per item; back-to-back items are not serialized by the delay.
+// Time is asserted as a lower bound per item; the one upper bound is ten times the expected ~rtt
+// and exists to fail a host that delays items one after another ((N+1) * rtt/2 at least).
+TEST_CASE("the delay line keeps back-to-back items back to back and each answer a full rtt after its send") {
+    using Clock = std::chrono::steady_clock;
+    InprocConfig cfg;
+    cfg.rtt_us = 20000;
+    Stack s(cfg);
+    constexpr int kItems = 20;
+    std::vector<Clock::time_point> sent;
+    std::vector<TransportFence> fences(kItems);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < kItems; ++i) {
+        ExecbufArgs a;
+        a.ring_idx = 0; // the host CPU timeline: retired as the host runs it
+        a.fence_out = true;
+        sent.push_back(Clock::now());
+        REQUIRE(s.t.execbuf(a, &fences[i]) == 0);
+    }
+    for (int i = 0; i < kItems; ++i) {
+        REQUIRE(s.t.wait_fence(fences[i], 10'000'000'000) == 0);
+        CHECK(Clock::now() - sent[i] >= std::chrono::microseconds(cfg.rtt_us)); // lower bound, each
+    }
+    const auto all = Clock::now() - t0;
+    INFO("20 back-to-back items answered after " << (std::chrono::duration<double, std::milli>(all).count()) << " ms");
+    CHECK(all >= std::chrono::microseconds(cfg.rtt_us));
+    CHECK(all < std::chrono::microseconds(uint64_t{cfg.rtt_us} / 2 * kItems)); // a serializing line: >= 210 ms
+}
+
+TEST_CASE("a round trip over the delay line takes at least the injected rtt, call after call") {
+    using Clock = std::chrono::steady_clock;
+    InprocConfig cfg;
+    cfg.rtt_us = 20000;
+    Stack s(cfg);
+    for (int i = 0; i < 5; ++i) {
+        const auto t0 = Clock::now();
+        s.queue(1); // a send_sync: the answer is read from the shared page
+        CHECK(Clock::now() - t0 >= std::chrono::microseconds(cfg.rtt_us));
+    }
 }
