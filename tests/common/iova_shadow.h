@@ -5,10 +5,18 @@
 // violation: the GPU may still be using that range for the old owner. The bo cache and the
 // suballocation heap count as handouts too: they must also wait for the old owner's submits.
 // Thread-safe; Pipe::is_retired is (it reads the pipe's atomics).
+//
+// set_iova_without_clear is the second oracle, on the host's side but not the model's rules: it
+// replays the host kernel's call log (HostSimConfig::kernel.call_log) and finds a SET_IOVA onto a
+// range another handle still maps, i.e. a reuse the host was not told about (SET_IOVA 0 or
+// GEM_CLOSE of the previous owner first), whatever the model answered.
+// Shared by the iova stress (reliability) and the retire tests (fd_bo).
 #pragma once
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
@@ -89,5 +97,38 @@ private:
     uint64_t violations_ = 0;
     std::string first_;
 };
+
+// Replays the host's kernel call log: per handle its size and current mapping; a SET_IOVA(v != 0)
+// whose range meets another handle's current mapping is a reuse the host was not told about.
+// "" when there is none, else the first one.
+inline std::string set_iova_without_clear(const std::vector<std::string>& log) {
+    struct Obj { uint64_t size = 0, iova = 0; };
+    std::map<uint32_t, Obj> objs;
+    auto field = [](const std::string& l, const char* key) -> uint64_t {
+        const size_t k = l.find(std::string(" ") + key + "=");
+        return k == std::string::npos ? 0 : std::strtoull(l.c_str() + k + std::strlen(key) + 2, nullptr, 0);
+    };
+    for (const std::string& l : log) {
+        const bool ok = l.find("\t0\t") != std::string::npos;
+        if (l.rfind("MSM_GEM_NEW\t", 0) == 0 && ok) {
+            objs[uint32_t(field(l, "handle"))] = Obj{field(l, "size"), 0};
+        } else if (l.rfind("GEM_CLOSE\t", 0) == 0 && ok) {
+            objs.erase(uint32_t(field(l, "handle")));
+        } else if (l.rfind("MSM_GEM_INFO\t", 0) == 0 && l.find("info=SET_IOVA") != std::string::npos) {
+            const uint32_t h = uint32_t(field(l, "handle"));
+            const uint64_t v = field(l, "value");
+            auto it = objs.find(h);
+            if (it == objs.end()) continue;
+            if (v != 0) {
+                for (auto& [g, o] : objs)
+                    if (g != h && o.iova && v < o.iova + o.size && o.iova < v + it->second.size)
+                        return "SET_IOVA(handle " + std::to_string(h) + ", " + std::to_string(v) +
+                               ") while handle " + std::to_string(g) + " still maps " + std::to_string(o.iova);
+            }
+            if (ok) it->second.iova = v;
+        }
+    }
+    return {};
+}
 
 } // namespace fdnc::test

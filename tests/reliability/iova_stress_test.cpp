@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "iova_shadow.h"
+#include "common/iova_shadow.h"
 #include "reliability_fixture.h"
 
 using namespace fdnc;
@@ -44,38 +44,6 @@ struct Failures {
     std::atomic<uint64_t> overlap_seen{0};  // host mappings overlapped after a submit
     std::atomic<uint64_t> submits{0};
 };
-
-// Replays the host's kernel call log: per handle its size and current mapping; a SET_IOVA(v != 0)
-// whose range meets another handle's current mapping is a reuse the host was not told about.
-std::string set_iova_without_clear(const std::vector<std::string>& log) {
-    struct Obj { uint64_t size = 0, iova = 0; };
-    std::map<uint32_t, Obj> objs;
-    auto field = [](const std::string& l, const char* key) -> uint64_t {
-        const size_t k = l.find(std::string(" ") + key + "=");
-        return k == std::string::npos ? 0 : std::strtoull(l.c_str() + k + std::strlen(key) + 2, nullptr, 0);
-    };
-    for (const std::string& l : log) {
-        const bool ok = l.find("\t0\t") != std::string::npos;
-        if (l.rfind("MSM_GEM_NEW\t", 0) == 0 && ok) {
-            objs[uint32_t(field(l, "handle"))] = Obj{field(l, "size"), 0};
-        } else if (l.rfind("GEM_CLOSE\t", 0) == 0 && ok) {
-            objs.erase(uint32_t(field(l, "handle")));
-        } else if (l.rfind("MSM_GEM_INFO\t", 0) == 0 && l.find("info=SET_IOVA") != std::string::npos) {
-            const uint32_t h = uint32_t(field(l, "handle"));
-            const uint64_t v = field(l, "value");
-            auto it = objs.find(h);
-            if (it == objs.end()) continue;
-            if (v != 0) {
-                for (auto& [g, o] : objs)
-                    if (g != h && o.iova && v < o.iova + o.size && o.iova < v + it->second.size)
-                        return "SET_IOVA(handle " + std::to_string(h) + ", " + std::to_string(v) +
-                               ") while handle " + std::to_string(g) + " still maps " + std::to_string(o.iova);
-            }
-            if (ok) it->second.iova = v;
-        }
-    }
-    return {};
-}
 
 } // namespace
 
