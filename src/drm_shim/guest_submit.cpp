@@ -8,6 +8,7 @@
 #include "fd_bo/bo.h"
 #include "fd_bo/pipe.h"
 #include "guest_backend.h"
+#include "util/seqno.h"
 #include "virtio_proto/ccmd_encoder.h"
 #include "virtio_proto/msm_uapi.h"
 
@@ -29,9 +30,6 @@ int64_t relative_ns(const drm_msm_timespec& abs) {
         return 0;
     return left > INT64_MAX / 2 ? -1 : static_cast<int64_t>(left); // "forever" (OS_TIMEOUT_INFINITE)
 }
-
-// True when seqno a comes after b on a wrapping 32-bit timeline.
-bool fence_after(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }
 
 } // namespace
 
@@ -233,7 +231,7 @@ int GuestBackend::wait_fence(File& f, void* arg) {
     auto q = queue(f, a->queueid, &err);
     if (!q)
         return err;
-    if (fence_after(a->fence, q->pipe->last_submitted()))
+    if (seqno_after(a->fence, q->pipe->last_submitted()))
         return -EINVAL; // "waiting on invalid fence"
     if (a->fence == 0 || q->pipe->is_retired(a->fence))
         return 0;

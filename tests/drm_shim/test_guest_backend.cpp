@@ -19,44 +19,18 @@
 #include <vector>
 #include <xf86drm.h>
 
+#include "shim_node.h"
 #include "virtio_proto/msm_uapi.h"
 
 using namespace fdnc::wire;
 
 namespace {
 
-struct Node {
-    int fd = -1;
-    Node() {
-        const char* path = std::getenv("FDNC_SHIM_NODE");
-        if (!path)
-            FAIL("FDNC_SHIM_NODE is not set: run this test through `meson test --suite drm_shim`");
-        fd = open(path, O_RDWR | O_CLOEXEC);
-        REQUIRE(fd >= 0);
-    }
-    ~Node() {
-        if (fd >= 0)
-            close(fd);
-    }
-    int ioctl_err(unsigned long req, void* arg) const { return ::ioctl(fd, req, arg) == 0 ? 0 : -errno; }
-    uint64_t param(uint32_t p) const {
-        drm_msm_param a{MSM_PIPE_3D0, p, 0, 0, 0};
-        REQUIRE(ioctl_err(DRM_IOCTL_MSM_GET_PARAM, &a) == 0);
-        return a.value;
-    }
-    uint32_t bo(uint64_t size, uint32_t flags = MSM_BO_WC) const {
-        drm_msm_gem_new a{size, flags, 0};
-        REQUIRE(ioctl_err(DRM_IOCTL_MSM_GEM_NEW, &a) == 0);
-        return a.handle;
-    }
+struct Node : fdnc::test::ShimNode {
     uint64_t info(uint32_t handle, uint32_t what) const {
         drm_msm_gem_info a{handle, what, 0, 0, 0};
         REQUIRE(ioctl_err(DRM_IOCTL_MSM_GEM_INFO, &a) == 0);
         return a.value;
-    }
-    int close_bo(uint32_t handle) const {
-        drm_gem_close c{handle, 0};
-        return ioctl_err(DRM_IOCTL_GEM_CLOSE, &c);
     }
     uint32_t queue(uint32_t prio = 0) const {
         drm_msm_submitqueue q{0, prio, 0};
@@ -186,9 +160,9 @@ TEST_CASE("guest backend: GEM_NEW gets a guest iova inside the VA range, distinc
     drm_msm_gem_madvise mv{a, MSM_MADV_DONTNEED, 0};
     CHECK(n.ioctl_err(DRM_IOCTL_MSM_GEM_MADVISE, &mv) == 0);
     CHECK(mv.retained == 1);
-    CHECK(n.close_bo(a) == 0);
-    CHECK(n.close_bo(a) == -EINVAL);
-    CHECK(n.close_bo(b) == 0);
+    CHECK(n.gem_close(a) == 0);
+    CHECK(n.gem_close(a) == -EINVAL);
+    CHECK(n.gem_close(b) == 0);
 }
 
 TEST_CASE("guest backend: mmap at GET_OFFSET is the bo's memory; munmap leaves the bo usable", "[guest]") {
@@ -214,7 +188,7 @@ TEST_CASE("guest backend: mmap at GET_OFFSET is the bo's memory; munmap leaves t
     CHECK(munmap(r, 0x2000) == 0);
     CHECK(mmap(nullptr, 0x3000, PROT_READ, MAP_SHARED, n.fd, off) == MAP_FAILED); // longer than the bo
     CHECK(mmap(nullptr, 0x1000, PROT_READ, MAP_SHARED, n.fd, 0x7000000) == MAP_FAILED);
-    CHECK(n.close_bo(h) == 0);
+    CHECK(n.gem_close(h) == 0);
 }
 
 TEST_CASE("guest backend: submits on a submitqueue, fences, FENCE_FD_OUT, CPU_PREP", "[guest]") {
@@ -260,8 +234,8 @@ TEST_CASE("guest backend: submits on a submitqueue, fences, FENCE_FD_OUT, CPU_PR
     uint32_t id = q;
     CHECK(n.ioctl_err(DRM_IOCTL_MSM_SUBMITQUEUE_CLOSE, &id) == 0);
     CHECK(n.ioctl_err(DRM_IOCTL_MSM_SUBMITQUEUE_CLOSE, &id) == -ENOENT);
-    CHECK(n.close_bo(cmd) == 0);
-    CHECK(n.close_bo(dst) == 0);
+    CHECK(n.gem_close(cmd) == 0);
+    CHECK(n.gem_close(dst) == 0);
     const std::string s = device_stats();
     CHECK(stat_of(s, "faults") == 0);
     CHECK(stat_of(s, "async_errors") == 0);
@@ -277,7 +251,7 @@ TEST_CASE("guest backend: PRIME export and re-import give the same handle and me
     REQUIRE(drmPrimeFDToHandle(n.fd, fd, &back) == 0);
     CHECK(back == h);
     close(fd);
-    CHECK(n.close_bo(h) == 0);
+    CHECK(n.gem_close(h) == 0);
 }
 
 TEST_CASE("guest backend: handles are per open file; unknown ioctls are EINVAL", "[guest]") {
@@ -290,7 +264,7 @@ TEST_CASE("guest backend: handles are per open file; unknown ioctls are EINVAL",
         CHECK(b.ioctl_err(DRM_IOCTL_MSM_GEM_INFO, &other) == -ENOENT);
     }
     CHECK(a.ioctl_err(DRM_IOW(DRM_COMMAND_BASE + 0x30, uint32_t), &i) == -EINVAL);
-    CHECK(a.close_bo(h) == 0);
+    CHECK(a.gem_close(h) == 0);
     const std::string s = device_stats();
     CHECK(stat_of(s, "bo_new_waits") == 0);
 }
@@ -312,5 +286,5 @@ TEST_CASE("guest backend: GEM_NEW and GET_IOVA never wait on a host that never a
     CHECK(stat_of(s, "bo_news") >= 200);
     CHECK(stat_of(s, "bo_new_waits") == 0);
     for (uint32_t h : handles)
-        CHECK(n.close_bo(h) == 0);
+        CHECK(n.gem_close(h) == 0);
 }

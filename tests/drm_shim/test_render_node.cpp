@@ -23,6 +23,7 @@
 #include <vector>
 #include <xf86drm.h>
 
+#include "shim_node.h"
 #include "virtio_proto/msm_uapi.h"
 
 using namespace fdnc::wire;
@@ -38,27 +39,7 @@ std::string env_or_skip(const char* var) {
     return v;
 }
 
-struct Node {
-    int fd = -1;
-    Node() {
-        fd = open(env_or_skip("FDNC_SHIM_NODE").c_str(), O_RDWR | O_CLOEXEC);
-        REQUIRE(fd >= 0);
-    }
-    ~Node() {
-        if (fd >= 0)
-            close(fd);
-    }
-    int ioctl_err(unsigned long req, void* arg) const { return ::ioctl(fd, req, arg) == 0 ? 0 : -errno; }
-    uint64_t param(uint32_t p) const {
-        drm_msm_param a{MSM_PIPE_3D0, p, 0, 0, 0};
-        REQUIRE(ioctl_err(DRM_IOCTL_MSM_GET_PARAM, &a) == 0);
-        return a.value;
-    }
-    uint32_t bo(uint64_t size, uint32_t flags = MSM_BO_WC) const {
-        drm_msm_gem_new a{size, flags, 0};
-        REQUIRE(ioctl_err(DRM_IOCTL_MSM_GEM_NEW, &a) == 0);
-        return a.handle;
-    }
+struct Node : fdnc::test::ShimNode {
     int info(uint32_t handle, uint32_t kind, uint64_t* value) const {
         drm_msm_gem_info a{handle, kind, *value, 0, 0};
         int r = ioctl_err(DRM_IOCTL_MSM_GEM_INFO, &a);
@@ -66,10 +47,6 @@ struct Node {
         return r;
     }
     int set_iova(uint32_t handle, uint64_t iova) const { return info(handle, MSM_INFO_SET_IOVA, &iova); }
-    int gem_close(uint32_t handle) const {
-        drm_gem_close c{handle, 0};
-        return ioctl_err(DRM_IOCTL_GEM_CLOSE, &c);
-    }
 };
 
 std::vector<std::string> log_lines() {
