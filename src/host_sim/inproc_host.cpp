@@ -1,6 +1,7 @@
 #include "host_sim/inproc_host.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,7 @@ public:
     InprocHost(Host* h, std::unique_ptr<Host> own, InprocConfig c) : host_(h), owned_(std::move(own)), cfg_(c) {
         ctx_ = cfg_.ctx_id ? cfg_.ctx_id : g_next_ctx_id.fetch_add(1);
         half_rtt_ = std::chrono::nanoseconds(uint64_t{cfg_.rtt_us} * 1000 / 2);
+        poll_ = std::chrono::microseconds(cfg_.poll_us);
         attach_router();
         thread_ = std::thread([this] {
             inproc_precise_timers();
@@ -65,20 +67,24 @@ public:
     uint32_t ctx_id() const override { return ctx_; }
     Host& host() override { return *host_; }
 
+    // Lock-free: the client asks before every request, and the host thread holds mu_ often.
     bool gone() const override {
-        std::lock_guard g(mu_);
-        return dead_ || stopping_;
+        return dead_.load(std::memory_order_acquire) || stopping_.load(std::memory_order_acquire);
     }
 
     int post(InprocItem item) override {
-        std::lock_guard g(mu_);
-        if (dead_ || stopping_) {
-            if (item.in_fence_fd >= 0) ::close(item.in_fence_fd);
-            return -EPIPE;
+        bool wake;
+        {
+            std::lock_guard g(mu_);
+            if (dead_ || stopping_) {
+                if (item.in_fence_fd >= 0) ::close(item.in_fence_fd);
+                return -EPIPE;
+            }
+            Entry e;
+            e.item = std::move(item);
+            wake = push(std::move(e));
         }
-        Entry e;
-        e.item = std::move(item);
-        push(std::move(e));
+        if (wake) host_cv_.notify_one(); // outside the lock: the woken thread does not block on it
         return 0;
     }
 
@@ -90,7 +96,7 @@ public:
         if (dead_ || stopping_) return -EPIPE;
         Entry e;
         e.call = c;
-        push(std::move(e));
+        if (push(std::move(e))) host_cv_.notify_one(); // under the lock: we wait on cv_ right after
         inproc_precise_timers();
         for (;;) {
             if (c->done && Clock::now() >= c->visible_at) return c->result;
@@ -172,12 +178,33 @@ private:
     // The link whose item the current thread is running (the host thread, inside execute*).
     static thread_local const InprocHost* t_running;
 
-    // Caller holds mu_.
-    void push(Entry e) {
+    // Caller holds mu_. True when the host thread sleeps with nothing to do and must be woken
+    // (the caller notifies host_cv_). Otherwise it is running an item, polling, or waiting for the
+    // head's deadline, which comes before this item's (deadlines only grow): waking it would be a
+    // futex wake and, from another CPU, an IPI per request for nothing (virtio's notification
+    // suppression, VRING_USED_F_NO_NOTIFY, spares a busy host the same way).
+    bool push(Entry e) {
         e.visible_at = Clock::now() + half_rtt_;
         queue_.push_back(std::move(e));
+        queued_.store(queue_.size(), std::memory_order_release);
         ++st_.items_sent;
-        host_cv_.notify_one();
+        const bool wake = host_idle_;
+        host_idle_ = false; // one wake is enough for any number of posts before the host runs
+        return wake;
+    }
+
+    // Host thread, mu_ held and released while polling: watches the queue for up to poll_us
+    // before the thread sleeps (QEMU's iothreads poll the same way, poll-max-ns). True if an item
+    // came or the link is stopping.
+    bool poll_for_work(std::unique_lock<std::mutex>& lk) {
+        if (poll_.count() == 0) return false;
+        lk.unlock();
+        const auto until = Clock::now() + poll_;
+        while (queued_.load(std::memory_order_acquire) == 0 && !stop_flag_.load(std::memory_order_relaxed) &&
+               Clock::now() < until)
+            sched_yield(); // lets a runnable thread on this CPU go first
+        lk.lock();
+        return !queue_.empty() || stopping_;
     }
 
     void host_loop() {
@@ -185,7 +212,10 @@ private:
         for (;;) {
             if (stopping_) break;
             if (queue_.empty() || stalled_) { // InprocConfig::stall: items pile up, nothing runs
+                if (!stalled_ && poll_for_work(lk)) continue;
+                host_idle_ = true; // under mu_: a push after this line sees it and notifies
                 host_cv_.wait(lk);
+                host_idle_ = false;
                 continue;
             }
             if (Clock::now() < queue_.front().visible_at) {
@@ -194,6 +224,7 @@ private:
             }
             Entry e = std::move(queue_.front());
             queue_.pop_front();
+            queued_.store(queue_.size(), std::memory_order_release);
             lk.unlock();
             // The delay line's clock: the item is processed at its deadline, or when the item
             // before it was done if that is later (the host runs one at a time, as a real one
@@ -213,6 +244,7 @@ private:
         for (Entry& e : queue_)
             if (e.item.in_fence_fd >= 0) ::close(e.item.in_fence_fd);
         queue_.clear();
+        queued_.store(0, std::memory_order_release);
         dead_ = true;
         cv_.notify_all();
         lk.unlock();
@@ -277,8 +309,12 @@ private:
     std::condition_variable host_cv_; // host thread: new item or stop
     std::condition_variable cv_;      // round trips: a result, or the host's end
     std::deque<Entry> queue_;
-    bool stopping_ = false;
-    bool dead_ = false;
+    std::atomic<size_t> queued_{0};     // queue_.size(), for the polling host thread without mu_
+    bool host_idle_ = false;            // the host thread sleeps on host_cv_ with nothing to do
+    std::chrono::microseconds poll_{0}; // InprocConfig::poll_us
+    // Written under mu_, read anywhere (gone()).
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> dead_{false};
     bool stalled_ = false; // InprocConfig::stall, after the first round trip
     std::atomic<bool> stop_flag_{false}; // read while polling an in-fence without the lock
     InprocLinkStats st_;

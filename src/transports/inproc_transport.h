@@ -21,8 +21,8 @@
 namespace fdnc {
 
 // "inproc", "inproc:" or "inproc:key=value,..." with keys rtt_us, gpu_us, va_start, va_size,
-// gpu_id, chip_id, oom_after, ctx_id, stall (0/1). Numbers are decimal or 0x-hex with an optional
-// K/M/G (binary) suffix. Unknown keys and bad numbers are errors; *error names the reason.
+// gpu_id, chip_id, oom_after, ctx_id, stall (0/1), poll_us (InprocConfig). Numbers are decimal or
+// 0x-hex with an optional K/M/G (binary) suffix. Unknown keys and bad numbers are errors; *error names the reason.
 std::optional<InprocConfig> parse_inproc_uri(std::string_view uri, std::string* error = nullptr);
 
 struct InprocStats {

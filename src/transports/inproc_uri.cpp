@@ -79,6 +79,7 @@ std::optional<InprocConfig> parse_inproc_uri(std::string_view uri, std::string* 
         else if (key == "va_size") cfg.va_size = v;
         else if (key == "chip_id") cfg.chip_id = v;
         else if (key == "oom_after") cfg.oom_after = v;
+        else if (key == "poll_us") ok = u32(&cfg.poll_us);
         else if (key == "stall") ok = v <= 1 && (cfg.stall = v == 1, true);
         else return fail("unknown key '" + key + "'");
         if (!ok) return fail("value of '" + key + "' does not fit 32 bits");
