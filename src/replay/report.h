@@ -19,6 +19,7 @@ struct RunInfo {
     std::string host_mode_skipped; // why --iova both ran guest mode only (the host lacks the extension)
     uint64_t seed = 0;
     int64_t injected_rtt_us = -1; // the in-process host's injected round trip (-1: another host)
+    LatencySummary idle_round_trip; // probe_round_trip() before host mode ran (count 0: not probed)
     uint32_t frames = 0;
     uint32_t threads = 0;
     bool bo_cache = false;

@@ -60,6 +60,9 @@ std::string summary_json(const RunInfo& info, const std::vector<ModeResult>& mod
     if (!info.placement_reason.empty()) j["placement_reason"] = info.placement_reason;
     if (!info.host_mode_skipped.empty()) j["host_mode_skipped"] = info.host_mode_skipped;
     if (info.injected_rtt_us >= 0) j["injected_rtt_us"] = info.injected_rtt_us;
+    if (info.idle_round_trip.count)
+        j["idle_round_trip_us"] = {{"count", info.idle_round_trip.count}, {"p50", info.idle_round_trip.p50_us},
+                                   {"p99", info.idle_round_trip.p99_us}, {"max", info.idle_round_trip.max_us}};
     j["modes"] = json::object();
     for (const ModeResult& m : modes) j["modes"][m.mode] = mode_json(m);
     if (modes.size() == 2) {

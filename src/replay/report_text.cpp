@@ -43,6 +43,15 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
            (info.bo_cache ? "on" : "off") + "   suballoc " + (info.suballoc ? "on" : "off") + "\n";
     if (!info.placement_reason.empty()) out += "             (heap placement: " + info.placement_reason + ")\n";
     if (!info.host_mode_skipped.empty()) out += "host mode    skipped: " + info.host_mode_skipped + "\n";
+    if (info.idle_round_trip.count) {
+        char b[160];
+        std::snprintf(b, sizeof b, "round trip   idle context, %llu NOP requests: p50 %.2f us, p99 %.2f us",
+                      static_cast<unsigned long long>(info.idle_round_trip.count), info.idle_round_trip.p50_us,
+                      info.idle_round_trip.p99_us);
+        out += b;
+        if (info.injected_rtt_us >= 0) out += " (injected " + std::to_string(info.injected_rtt_us) + " us)";
+        out += "\n";
+    }
     out += "\n";
     const bool both = modes.size() == 2;
     struct Row {
@@ -85,6 +94,13 @@ std::string format_table(const RunInfo& info, const std::vector<ModeResult>& mod
         rows.insert(rows.begin() + 6, Row{"bo_new p50 - injected rtt",
                                           [&info](const ModeResult& m) { return m.bo_new().p50_us - double(info.injected_rtt_us); },
                                           us, false});
+    // Against the round trip measured on an idle context: what a busy stream's host-mode bo_new
+    // pays beyond it is the work queued ahead of its GEM_NEW (uploads, submits) and the GEM_NEW.
+    if (info.idle_round_trip.count)
+        rows.insert(rows.begin() + (info.injected_rtt_us >= 0 ? 7 : 6),
+                    Row{"bo_new p50 - idle rtt",
+                        [&info](const ModeResult& m) { return m.bo_new().p50_us - info.idle_round_trip.p50_us; }, us,
+                        false});
     char line[256];
     std::snprintf(line, sizeof line, "%-24s", "");
     out += line;

@@ -7,6 +7,7 @@
 #include "capi/open_device.h"
 #include "fd_bo/bo.h"
 #include "replay/replayer.h"
+#include "replay/round_trip_probe.h"
 #include "replay/workloads.h"
 
 using namespace fdnc;
@@ -209,4 +210,21 @@ TEST_CASE("A freed bo_new_at range can be placed again once its submit retired",
     again->unref();
     delete pipe;
     CHECK(dev->stats().faults == 0);
+}
+
+// The round-trip probe beside host mode: a NOP round trip on an idle context takes at least the
+// injected round trip (a lower bound only: timing), every call is counted, and a device that
+// cannot open gives count 0 and a reason instead of a figure.
+TEST_CASE("the round-trip probe times NOP round trips on an idle context and reports a device that does not open") {
+    std::string err;
+    const LatencySummary rt = probe_round_trip(inproc("inproc:rtt_us=2000"), 8, &err);
+    INFO(err);
+    REQUIRE(rt.count == 8);
+    CHECK(rt.p50_us >= 2000.0);
+    CHECK(rt.max_us >= rt.p50_us);
+
+    err.clear();
+    const LatencySummary none = probe_round_trip(inproc("inproc:no_such_key=1"), 8, &err);
+    CHECK(none.count == 0);
+    CHECK_FALSE(err.empty());
 }

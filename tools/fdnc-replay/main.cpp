@@ -19,6 +19,7 @@
 #include "replay/replayer.h"
 #include "replay/report.h"
 #include "replay/report_json.h"
+#include "replay/round_trip_probe.h"
 #include "replay/workloads.h"
 #include "transports/inproc_transport.h"
 #include "virtio_proto/msm_uapi.h"
@@ -27,6 +28,8 @@ namespace {
 
 using namespace fdnc;
 using namespace fdnc::replay;
+
+constexpr unsigned kRoundTripProbeCalls = 32;
 
 bool write_file(const std::string& path, const std::string& text) {
     if (path == "-") {
@@ -203,6 +206,12 @@ int main(int argc, char** argv) {
     std::vector<IovaMode> run;
     if (iova != "host") run.push_back(IovaMode::Guest);
     if (iova != "guest") run.push_back(IovaMode::Host);
+    if (iova != "guest") {
+        // Host mode pays a round trip per bo_new: measure one on an idle context first.
+        std::string err;
+        info.idle_round_trip = probe_round_trip(open, kRoundTripProbeCalls, &err);
+        if (!info.idle_round_trip.count && !quiet) std::fprintf(stderr, "fdnc-replay: %s\n", err.c_str());
+    }
     std::vector<ModeResult> results;
     bool open_failed = false;
     for (IovaMode m : run) {
