@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "host_sim/msm_renderer.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc::host {
 
@@ -84,7 +85,10 @@ public:
             e.item = std::move(item);
             wake = push(std::move(e));
         }
-        if (wake) host_cv_.notify_one(); // outside the lock: the woken thread does not block on it
+        if (wake) { // outside the lock: the woken thread does not block on it
+            host_cv_.notify_one();
+            note_host_wake();
+        }
         return 0;
     }
 
@@ -96,7 +100,10 @@ public:
         if (dead_ || stopping_) return -EPIPE;
         Entry e;
         e.call = c;
-        if (push(std::move(e))) host_cv_.notify_one(); // under the lock: we wait on cv_ right after
+        if (push(std::move(e))) { // under the lock: we wait on cv_ right after
+            host_cv_.notify_one();
+            note_host_wake();
+        }
         inproc_precise_timers();
         for (;;) {
             if (c->done && Clock::now() >= c->visible_at) return c->result;

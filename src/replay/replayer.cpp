@@ -15,6 +15,7 @@
 #include "fd_bo/bo.h"
 #include "fd_bo/pipe.h"
 #include "virtio_proto/msm_uapi.h"
+#include "virtio_proto/transport.h"
 
 namespace fdnc::replay {
 
@@ -29,12 +30,14 @@ int64_t now_ns() {
 struct ProbeSample {
     rusage ru{};
     RequestThreadCounters rc{};
+    uint64_t wakes = 0;
 };
 
 ProbeSample probe_now() {
     ProbeSample p;
     getrusage(RUSAGE_THREAD, &p.ru);
     p.rc = RequestBuffer::thread_counters();
+    p.wakes = host_wakes_on_this_thread();
     return p;
 }
 
@@ -49,6 +52,7 @@ BoNewProbe probe_diff(const ProbeSample& a, const ProbeSample& b) {
     d.flushed_bytes = b.rc.flushed_bytes - a.rc.flushed_bytes;
     d.transport_ns = b.rc.transport_ns - a.rc.transport_ns;
     d.flush_ns = b.rc.flush_ns - a.rc.flush_ns;
+    d.host_wakes = static_cast<uint32_t>(b.wakes - a.wakes);
     return d;
 }
 

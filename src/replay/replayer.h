@@ -27,13 +27,15 @@ using DeviceFactory = std::function<std::unique_ptr<Device>(const DeviceOptions&
 // or mapped pages new to the process); voluntary switches = the thread slept (a contended lock, a
 // wait); involuntary = it was preempted; transport calls = execbuf/create_blob calls, each an
 // item posted to the host (on inproc a wake-up of its thread), flushes = those that emptied
-// buffered requests; transport_ns = time inside those calls.
+// buffered requests; transport_ns = time inside those calls; host wakes = those of them that found
+// the host's thread asleep and woke it (in-process host only).
 struct BoNewProbe {
     uint32_t minor_faults = 0, major_faults = 0;
     uint32_t voluntary_switches = 0, involuntary_switches = 0;
     uint32_t transport_calls = 0, flushes = 0;
     uint64_t flushed_bytes = 0;
     uint64_t transport_ns = 0, flush_ns = 0; // inside the transport calls / the flushes' calls
+    uint32_t host_wakes = 0; // requests that had to wake a sleeping host thread (note_host_wake)
 };
 
 struct Span {         // a complete trace event

@@ -93,7 +93,7 @@ std::string trace_json(const RunInfo& info, const std::vector<ModeResult>& modes
                              {"voluntary_switches", p.voluntary_switches}, {"involuntary_switches", p.involuntary_switches},
                              {"transport_calls", p.transport_calls},   {"flushes", p.flushes},
                              {"flushed_bytes", p.flushed_bytes},       {"transport_us", double(p.transport_ns) / 1000.0},
-                             {"flush_us", double(p.flush_ns) / 1000.0}};
+                             {"flush_us", double(p.flush_ns) / 1000.0}, {"host_wakes", p.host_wakes}};
             }
             ev.push_back(std::move(e));
         }

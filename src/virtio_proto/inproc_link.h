@@ -45,11 +45,12 @@ struct InprocConfig {
     // requests and never runs or answers another one (round trips then end only at close()). What
     // "never waits on the host" is proven against: a call that waits can only time out.
     bool stall = false;
-    // After the host thread runs out of work it polls its queue this long before it sleeps. A
-    // sleeping host thread costs whoever posts next a futex wake and, from another CPU, an IPI (a
-    // VM exit in a guest): a cost of this in-process model, not of the guest's request. 0 = sleep
-    // at once. Polling burns up to this much CPU per idle period.
-    uint32_t poll_us = 0;
+    // After the host thread runs out of work it polls its queue this long before it sleeps, as
+    // QEMU's iothreads do (poll-max-ns, 32 us by default). A sleeping host thread costs whoever
+    // posts next a futex wake and, from another CPU, an IPI (a VM exit in a guest): a cost of this
+    // in-process model, not of the guest's request, and the bo_new tail of issue 17. 0 = sleep at
+    // once. Polling burns up to this much CPU per idle period (yielding to runnable threads).
+    uint32_t poll_us = 32;
 };
 
 using InprocClock = std::chrono::steady_clock;

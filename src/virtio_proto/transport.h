@@ -24,6 +24,13 @@ uint64_t host_blocks_on_this_thread();
 const char* last_host_block_on_this_thread(); // what the last one waited for ("" if none)
 void note_host_block(const char* what);       // `what`: a string literal
 
+// Host wakes: requests after which this thread had to wake the host's own thread because it slept
+// idle (the in-process host; over a socket the kernel does the same inside write() and nothing
+// counts it). A wake is a futex call and, to another CPU, an IPI: a per-call cost that is not a
+// wait. Counted per thread like host blocks, for fdnc-replay's per-bo_new trace counters.
+uint64_t host_wakes_on_this_thread();
+void note_host_wake();
+
 struct BlobCreateArgs {
     uint32_t blob_mem = 0;   // wire::VIRTGPU_BLOB_MEM_*
     uint32_t blob_flags = 0; // wire::VIRTGPU_BLOB_FLAG_*
