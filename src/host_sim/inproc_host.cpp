@@ -130,7 +130,6 @@ public:
         {
             std::lock_guard g(mu_);
             stopping_ = true;
-            stop_flag_ = true;
             host_cv_.notify_all();
         }
         if (thread_.joinable()) thread_.join();
@@ -207,7 +206,7 @@ private:
         if (poll_.count() == 0) return false;
         lk.unlock();
         const auto until = Clock::now() + poll_;
-        while (queued_.load(std::memory_order_acquire) == 0 && !stop_flag_.load(std::memory_order_relaxed) &&
+        while (queued_.load(std::memory_order_acquire) == 0 && !stopping_.load(std::memory_order_relaxed) &&
                Clock::now() < until)
             sched_yield(); // lets a runnable thread on this CPU go first
         lk.lock();
@@ -266,7 +265,7 @@ private:
             if (it.in_fence_fd >= 0) {
                 // The host waits for the in-fence first; a sync_file polls readable once signaled.
                 pollfd p{it.in_fence_fd, POLLIN, 0};
-                while (!stop_flag_.load() && ::poll(&p, 1, 10) == 0) {
+                while (!stopping_.load() && ::poll(&p, 1, 10) == 0) {
                 }
                 ::close(it.in_fence_fd);
             }
@@ -319,11 +318,10 @@ private:
     std::atomic<size_t> queued_{0};     // queue_.size(), for the polling host thread without mu_
     bool host_idle_ = false;            // the host thread sleeps on host_cv_ with nothing to do
     std::chrono::microseconds poll_{0}; // InprocConfig::poll_us
-    // Written under mu_, read anywhere (gone()).
+    // Written under mu_, read anywhere (gone(), the polls for work and for an in-fence).
     std::atomic<bool> stopping_{false};
     std::atomic<bool> dead_{false};
     bool stalled_ = false; // InprocConfig::stall, after the first round trip
-    std::atomic<bool> stop_flag_{false}; // read while polling an in-fence without the lock
     InprocLinkStats st_;
     std::thread thread_;
 };
