@@ -12,6 +12,12 @@ constexpr uint64_t kMaxPage = 1ull << 52;  // 2^64 bytes in pages
 constexpr uint32_t kHashMul = 0x9E3779B1u;  // Fibonacci hashing (2^32 / golden ratio)
 constexpr unsigned kInitialBucketBits = 3;
 constexpr uint64_t kMaxUnits = 0xffffffffull;  // relative units must fit a u32, end included
+// Live ranges a table of `buckets` takes before it doubles: load up to 2 while the whole table is
+// 256 bytes (its chains are a few nodes in L1 at most), up to 1 above.
+constexpr uint64_t kSmallTableBuckets = 64;
+constexpr uint64_t hash_limit(size_t buckets) {
+    return buckets <= kSmallTableBuckets ? 2 * buckets : buckets;
+}
 
 // ---- bit tricks ----------------------------------------------------------------------------
 
@@ -44,9 +50,10 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
 
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
     bucket_shift_ = 32 - kInitialBucketBits;
-    hash_limit_ = buckets_.size();
+    hash_limit_ = hash_limit(buckets_.size());
 
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
+    nodes_[kNil].page = kNoUnit;  // matches no unit: a hash chain or list ends without a test
     sentinel_ = new_node();
     nodes_[sentinel_] = Node{end_unit_, kNil, kNil, kLive, kNil};  // never free, never merged
     if (end_unit_ > 0) {
@@ -54,7 +61,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
         nodes_[n] = Node{0, kNil, sentinel_, kNil, kNil};
         nodes_[sentinel_].prev = n;
         nodes_[sentinel_].link_prev = kLiveAboveFree;
-        insert_free(n, end_unit_);
+        insert_free<true>(n, end_unit_);
     }
 }
 
@@ -117,7 +124,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
 // ---- node pool and free lists --------------------------------------------------------------
 
 FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
-    if (pool_free_ != kNil) {
+    if (pool_free_ != kNil) [[likely]] {
         const uint32_t n = pool_free_;
         pool_free_ = nodes_[n].link_next;
         return n;
@@ -136,10 +143,12 @@ FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
 }
 
 // Pushes free block n (`units` long) on the front of its size-class list.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
     const unsigned bin = bin_of(units);
     const uint32_t head = bin_head_[bin];
-    if (nearly_full() && head != kNil && page(head) < page(n)) {
+    // page(kNil) is kNoUnit, so an empty list never takes this branch.
+    if (kMaybeTight && nearly_full() && page(head) < page(n)) {
         // Nearly full: keep the lower address first (one step of address ordering), so
         // allocations gather at the low end and higher blocks stay whole.
         const uint32_t second = nodes_[head].link_next;
@@ -149,11 +158,15 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
         nodes_[head].link_next = n;
         return;
     }
-    nodes_[n].link_prev = kNil;
-    nodes_[n].link_next = head;
-    nodes_[head].link_prev = n;  // kNil is node 0: a write there is thrown away
-    sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
-    fl_bitmap_ |= 1u << (bin / kSlCount);
+    Node* const nodes = nodes_.data();
+    nodes[n].link_prev = kNil;
+    nodes[n].link_next = head;
+    nodes[head].link_prev = n;  // kNil is node 0: a write there is thrown away
+    const unsigned fl = bin / kSlCount;
+    const uint32_t row = sl_bitmap_[fl] | 1u << (bin % kSlCount);
+    const uint32_t rows = fl_bitmap_ | 1u << fl;
+    sl_bitmap_[fl] = row;
+    fl_bitmap_ = rows;
     bin_head_[bin] = n;
 }
 
@@ -170,8 +183,10 @@ FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
     }
     bin_head_[bin] = next;
     const unsigned fl = bin / kSlCount;
-    sl_bitmap_[fl] &= ~(uint32_t{next == kNil} << (bin % kSlCount));
-    fl_bitmap_ &= ~(uint32_t{sl_bitmap_[fl] == 0} << fl);
+    const uint32_t row = sl_bitmap_[fl] & ~(uint32_t{next == kNil} << (bin % kSlCount));
+    const uint32_t rows = fl_bitmap_ & ~(uint32_t{row == 0} << fl);
+    sl_bitmap_[fl] = row;
+    fl_bitmap_ = rows;
 }
 
 // Free block n grew or shrank from `old_units` to `units`: it changes lists only if its class did.
@@ -180,11 +195,12 @@ FDNC_HOT_INLINE void IovaHeap::resize_free(uint32_t n, uint32_t old_units, uint3
     if (bin_of(units) == bin)
         return;
     remove_free(n, bin);
-    insert_free(n, units);
+    insert_free<true>(n, units);
 }
 
 // Takes [first, first + units) out of free block n (already off its list): the front padding
 // and the tail stay free blocks of their own. Returns the live node.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t units) {
     uint32_t live = n;
     if (first != page(n)) {
@@ -193,7 +209,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
         nodes_[live] = Node{first, n, after, kLive, kNil};
         nodes_[after].prev = live;
         nodes_[n].next = live;
-        insert_free(n, first - page(n));
+        insert_free<kMaybeTight>(n, first - page(n));
     }
     const uint32_t end = first + units;
     const uint32_t after = nodes_[live].next;
@@ -202,7 +218,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
         nodes_[tail] = Node{end, live, after, kNil, kNil};
         nodes_[after].prev = tail;
         nodes_[live].next = tail;
-        insert_free(tail, page(after) - end);
+        insert_free<kMaybeTight>(tail, page(after) - end);
     }
     // The block above was above a free block (n) and now is above the tail or the live range.
     nodes_[after].link_prev = live_mark(end != page(after));
@@ -211,6 +227,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
 }
 
 // Turns [first, first + units) of free block n (in list `bin`) into a live range; returns first.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first, uint32_t units) {
     const uint32_t end = first + units;
     const uint32_t hi = page(nodes_[n].next);
@@ -226,7 +243,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
         nodes_[n].page = end;
     } else {
         remove_free(n, bin);
-        live = carve(n, first, units);
+        live = carve<kMaybeTight>(n, first, units);
     }
     hash_insert(live);
     ++live_ranges_;
@@ -238,13 +255,14 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
 // ---- alloc / free --------------------------------------------------------------------------
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
-    const uint64_t unit_bytes = 1ull << unit_shift_;
-    if (size == 0 || !is_pow2(align) || size > this->size()) {
+    // size - 1 wraps for size 0; one branch for every invalid request.
+    const unsigned shift = unit_shift_;
+    if ((size - 1 >= this->size()) | !is_pow2(align)) [[unlikely]] {
         ++failed_allocs_;
         return std::nullopt;
     }
-    const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
-    const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
+    const uint32_t units = static_cast<uint32_t>(((size - 1) >> shift) + 1);
+    const uint64_t mask = (align - 1) >> shift;  // 0 for alignments up to the unit
     uint32_t first = kNoUnit;
     if (mask == 0 && !nearly_full()) {
         // The common case, kept short: the head of the request's own class if it is long enough
@@ -256,7 +274,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         if (const unsigned bin = exact_hit ? exact : first_bin_from(bin_round_up(units));
             bin != kBinCount) {
             const uint32_t n = bin_head_[bin];
-            first = take(n, bin, page(n), units);
+            first = take<false>(n, bin, page(n), units);
         }
     }
     if (first == kNoUnit)
@@ -265,7 +283,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         ++failed_allocs_;
         return std::nullopt;
     }
-    return (base_unit_ + first) << unit_shift_;
+    return (base_unit_ + first) << shift;
 }
 
 // Aligned requests, a nearly full heap, and whatever the short path did not find: the probing
@@ -286,7 +304,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < limit;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNoUnit)
-                return take(n, bin, first, units);
+                return take<true>(n, bin, first, units);
         }
         bin = first_bin_from(bin + 1);
     }
@@ -296,14 +314,14 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
     for (unsigned probes = 0; bin < guaranteed && probes < class_probes; ++probes) {
         const uint32_t head = bin_head_[bin];
         if (const uint32_t first = fit(head); first != kNoUnit)
-            return take(head, bin, first, units);
+            return take<true>(head, bin, first, units);
         bin = first_bin_from(bin + 1);
     }
     // (3) Every block of the guaranteed class and above fits, alignment padding included.
     bin = first_bin_from(std::max(bin, guaranteed));
     if (bin != kBinCount) {
         const uint32_t head = bin_head_[bin];
-        return take(head, bin, static_cast<uint32_t>(align_up(page(head), mask)), units);
+        return take<true>(head, bin, static_cast<uint32_t>(align_up(page(head), mask)), units);
     }
     // (4) Nearly full: a bounded scan of the lists below the guaranteed class.
     unsigned lists = 0;
@@ -313,7 +331,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNoUnit)
-                return take(n, bin, first, units);
+                return take<true>(n, bin, first, units);
         }
     }
     return kNoUnit;
@@ -341,7 +359,7 @@ bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
                     ++failed_allocs_;
                     return false;
                 }
-                take(n, bin_of(hi - lo), first, units);
+                take<true>(n, bin_of(hi - lo), first, units);
                 return true;
             }
         }
@@ -364,13 +382,15 @@ void IovaHeap::free(uint64_t iova) {
         return;
     }
     uint32_t* link = &buckets_[bucket_of(unit)];
-    while (*link != kNil && page(*link) != unit)
-        link = &nodes_[*link].link_next;
-    if (*link == kNil) {
-        bad_free();
-        return;
+    uint32_t n = *link;
+    while (page(n) != unit) {  // page(kNil) is kNoUnit, never a valid unit
+        if (n == kNil) {
+            bad_free();
+            return;
+        }
+        link = &nodes_[n].link_next;
+        n = *link;
     }
-    const uint32_t n = *link;
     *link = nodes_[n].link_next;
     --live_ranges_;
 
@@ -404,7 +424,7 @@ void IovaHeap::free(uint64_t iova) {
         resize_free(next, end - hi, end - unit);
     } else {
         nodes_[next].link_prev = kLiveAboveFree;
-        insert_free(n, hi - unit);
+        insert_free<true>(n, hi - unit);
     }
 }
 
@@ -517,7 +537,7 @@ void IovaHeap::hash_grow() {
     std::vector<uint32_t> old(buckets_.size() * 2, kNil);
     old.swap(buckets_);
     --bucket_shift_;
-    hash_limit_ = buckets_.size();
+    hash_limit_ = hash_limit(buckets_.size());
     for (uint32_t chain : old) {
         while (chain != kNil) {
             const uint32_t next = nodes_[chain].link_next;

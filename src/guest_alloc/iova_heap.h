@@ -42,14 +42,16 @@
 // failed requests near best fit's.
 //
 // Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
-// to 1, doubled when the live ranges reach the bucket count) maps an iova to its node. The block
+// to 1, doubled when the live ranges reach the bucket count; up to 2 while the table is at most
+// 64 buckets, whose chains stay in L1) maps an iova to its node. Node 0's page is kNoUnit, so a
+// chain walk compares pages only and tests for its end only after a mismatch. The block
 // merges with a free neighbour below and/or above at once, so two free blocks are never adjacent
 // and an empty heap is one block again; the merged block keeps the neighbour's node, and its
 // list place when its class does not change.
 //
-// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 4-8 bytes of
-// buckets per live range: 27-31 B per live range measured in W1, W3 and W4 at 1k-100k live, 34.5 B
-// at 100 live (bench/README.md); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
+// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 2-8 bytes of
+// buckets per live range: 27-32 B per live range measured in W1, W3 and W4 at 100-100k live
+// (bench/README.md); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
 #pragma once
 
 #include <cstdint>
@@ -152,10 +154,14 @@ private:
 
     uint32_t new_node();
     void release_node(uint32_t n);
+    template <bool kMaybeTight>
     void insert_free(uint32_t n, uint32_t units);
     void remove_free(uint32_t n, unsigned bin);
     void resize_free(uint32_t n, uint32_t old_units, uint32_t units);
+    // kMaybeTight false: the caller knows the heap is not nearly full (insert_free's ordering).
+    template <bool kMaybeTight>
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
+    template <bool kMaybeTight>
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
     uint32_t alloc_slow(uint32_t units, uint64_t mask);
     uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
