@@ -381,17 +381,37 @@ void IovaHeap::free(uint64_t iova) {
         bad_free();
         return;
     }
-    uint32_t* link = &buckets_[bucket_of(unit)];
-    uint32_t n = *link;
-    while (page(n) != unit) {  // page(kNil) is kNoUnit, never a valid unit
+    // The first two nodes of the chain are compared without a branch (at load 1/2-1 a chain of
+    // two is common, and a branch on which one holds the unit mispredicts); longer chains are
+    // walked. page(kNil) is kNoUnit, never a unit, and its link_next stays kNil.
+    Node* const nodes = nodes_.data();
+    uint32_t* const head = &buckets_[bucket_of(unit)];
+    const uint32_t first = *head;
+    // All ones when the first node holds the unit: masks, because GCC turns ?: into a branch.
+    const uint32_t hit = 0u - uint32_t{nodes[first].page == unit};
+    uint32_t n = (first & hit) | (nodes[first].link_next & ~hit);
+    if (nodes[n].page == unit) [[likely]] {
+        // Unlinks n without a branch: when n is first, the second store rewrites n's own link.
+        const uint32_t after = nodes[n].link_next;
+        *head = (after & hit) | (first & ~hit);
+        nodes[first].link_next = after;
+    } else {
+        uint32_t* link = &nodes[n].link_next;  // n is the second node (or kNil)
         if (n == kNil) {
             bad_free();
             return;
         }
-        link = &nodes_[n].link_next;
         n = *link;
+        while (nodes[n].page != unit) {
+            if (n == kNil) {
+                bad_free();
+                return;
+            }
+            link = &nodes[n].link_next;
+            n = *link;
+        }
+        *link = nodes[n].link_next;
     }
-    *link = nodes_[n].link_next;
     --live_ranges_;
 
     // Immediate coalescing: a free block never has a free neighbour. A merged block keeps the
@@ -481,6 +501,8 @@ bool IovaHeap::check_invariants() const {
     if (blocks != 0 && page(after) != 0)
         return false;
     const uint32_t last = nodes_[sentinel_].prev;
+    if (nodes_[kNil].page != kNoUnit || nodes_[kNil].link_next != kNil)
+        return false;
     if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_) ||
         nodes_[sentinel_].link_prev != live_mark(last != kNil && is_free(last)))
         return false;

@@ -186,9 +186,11 @@ private:
     uint32_t end_unit_ = 0;  // relative; the sentinel's page
     uint32_t tight_units_ = 0;  // 7/8 of end_unit_
     uint32_t sentinel_ = kNil;
+    // live_ranges_ and live_units_ are not neighbours: GCC would otherwise update the pair with
+    // SSE (a dozen instructions for two adds).
     uint64_t live_ranges_ = 0;
-    uint64_t live_units_ = 0;
     uint64_t peak_live_units_ = 0;
+    uint64_t live_units_ = 0;
     uint64_t failed_allocs_ = 0;
     uint64_t bad_frees_ = 0;
 #ifdef NDEBUG
