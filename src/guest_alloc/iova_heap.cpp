@@ -24,7 +24,6 @@ constexpr uint64_t hash_limit(size_t buckets) {
 constexpr unsigned msb(uint64_t x) { return 63 - static_cast<unsigned>(std::countl_zero(x)); }
 constexpr unsigned lowest_bit(uint32_t x) { return static_cast<unsigned>(std::countr_zero(x)); }
 constexpr uint32_t bits_from(unsigned i) { return i >= 32 ? 0 : ~0u << i; }  // bits i..31
-constexpr bool is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 }  // namespace
 
@@ -55,10 +54,10 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
     nodes_[kNil].page = kNoUnit;  // matches no unit: a hash chain or list ends without a test
     sentinel_ = new_node();
-    nodes_[sentinel_] = Node{end_unit_, kNil, kNil, kLive, kNil};  // never free, never merged
+    nodes_[sentinel_] = make_node(end_unit_, kNil, kNil, kLive, kNil);  // never free, never merged
     if (end_unit_ > 0) {
         const uint32_t n = new_node();
-        nodes_[n] = Node{0, kNil, sentinel_, kNil, kNil};
+        nodes_[n] = make_node(0, kNil, sentinel_, kNil, kNil);
         nodes_[sentinel_].prev = n;
         nodes_[sentinel_].link_prev = kLiveAboveFree;
         insert_free<true>(n, end_unit_);
@@ -74,12 +73,33 @@ void IovaHeap::reserve(uint32_t live_ranges) {
 
 // ---- size classes --------------------------------------------------------------------------
 
-FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint32_t units) {
-    if (units < kSlCount)
+constexpr unsigned bin_formula(uint32_t units, unsigned sl_bits) {
+    if (units < (1u << sl_bits))
         return units;
     const unsigned top = msb(units);
-    const unsigned sl = (units >> (top - kSlBits)) & (kSlCount - 1);
-    return (top - (kSlBits - 1)) * kSlCount + sl;
+    const unsigned sl = (units >> (top - sl_bits)) & ((1u << sl_bits) - 1);
+    return (top - (sl_bits - 1)) * (1u << sl_bits) + sl;
+}
+
+// Sizes below 256 units (1 MiB in pages: most requests) take their bin from a table: a branch on
+// "below 32 units" mispredicts about once per pair when sizes straddle it, as in W1.
+constexpr unsigned kBinTableSize = 256;
+struct BinTable {
+    uint8_t bin[kBinTableSize];
+};
+constexpr BinTable make_bin_table(unsigned sl_bits) {
+    BinTable t{};
+    for (unsigned u = 0; u < kBinTableSize; ++u)
+        t.bin[u] = static_cast<uint8_t>(bin_formula(u, sl_bits));
+    return t;
+}
+constexpr BinTable kBinTable = make_bin_table(5);
+
+FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint32_t units) {
+    static_assert(kSlBits == 5 && bin_formula(kBinTableSize - 1, kSlBits) < 256);
+    if (units < kBinTableSize) [[likely]]
+        return kBinTable.bin[units];
+    return bin_formula(units, kSlBits);
 }
 
 // The lowest bin whose every block holds `units`.
@@ -113,10 +133,8 @@ FDNC_HOT_INLINE uint64_t IovaHeap::align_up(uint32_t unit, uint64_t mask) const 
 
 FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
     const uint64_t unit_mask = (1ull << unit_shift_) - 1;
-    if ((iova & unit_mask) != 0)
-        return kNoUnit;
     const uint64_t rel = (iova >> unit_shift_) - base_unit_;  // below the range wraps high
-    if (rel >= end_unit_)
+    if ((rel >= end_unit_) | ((iova & unit_mask) != 0))
         return kNoUnit;
     return static_cast<uint32_t>(rel);
 }
@@ -129,11 +147,16 @@ FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
         pool_free_ = nodes_[n].link_next;
         return n;
     }
+    return grow_pool();
+}
+
+// Out of line: the vector's growth code in every caller would cost the hot paths registers.
+[[gnu::noinline]] uint32_t IovaHeap::grow_pool() {
     // Grow by 1/16: the pool's slack is metadata too. Amortized O(1) all the same, and it only
     // happens while the live set grows.
     if (nodes_.size() == nodes_.capacity())
         nodes_.reserve(nodes_.size() + nodes_.size() / 16 + 8);
-    nodes_.push_back(Node{0, kNil, kNil, kNil, kNil});
+    nodes_.push_back(make_node(0, kNil, kNil, kNil, kNil));
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
 
@@ -181,6 +204,11 @@ FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
         nodes_[next].link_prev = prev;  // node 0 when n is the last
         return;
     }
+    pop_head(bin, next);
+}
+
+// The head of list `bin` leaves it; `next` is the new head.
+FDNC_HOT_INLINE void IovaHeap::pop_head(unsigned bin, uint32_t next) {
     bin_head_[bin] = next;
     const unsigned fl = bin / kSlCount;
     const uint32_t row = sl_bitmap_[fl] & ~(uint32_t{next == kNil} << (bin % kSlCount));
@@ -206,7 +234,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
     if (first != page(n)) {
         live = new_node();  // may move nodes_: no references across it
         const uint32_t after = nodes_[n].next;
-        nodes_[live] = Node{first, n, after, kLive, kNil};
+        nodes_[live] = make_node(first, n, after, kLive, kNil);
         nodes_[after].prev = live;
         nodes_[n].next = live;
         insert_free<kMaybeTight>(n, first - page(n));
@@ -215,7 +243,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
     const uint32_t after = nodes_[live].next;
     if (end != page(after)) {
         const uint32_t tail = new_node();
-        nodes_[tail] = Node{end, live, after, kNil, kNil};
+        nodes_[tail] = make_node(end, live, after, kNil, kNil);
         nodes_[after].prev = tail;
         nodes_[live].next = tail;
         insert_free<kMaybeTight>(tail, page(after) - end);
@@ -237,7 +265,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
         // moves up; the live range is a new node in front of it.
         live = new_node();
         const uint32_t below = nodes_[n].prev;
-        nodes_[live] = Node{first, below, n, kLive, kNil};
+        nodes_[live] = make_node(first, below, n, kLive, kNil);
         nodes_[below].next = live;  // node 0 when n is the first block
         nodes_[n].prev = live;
         nodes_[n].page = end;
@@ -252,12 +280,53 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
     return first;
 }
 
+// take() for the short path: n is the head of list `bin`, the range starts at n's first unit and
+// the heap is not nearly full, so carve() reduces to three cases and writes only what changes.
+FDNC_HOT_INLINE uint32_t IovaHeap::take_head(uint32_t n, unsigned bin, uint32_t units) {
+    Node* nodes = nodes_.data();
+    const uint32_t first = nodes[n].page;
+    const uint32_t after = nodes[n].next;
+    const uint32_t hi = nodes[after].page;
+    const uint32_t end = first + units;
+    uint32_t live = n;
+    if (end == hi) {  // exact fit: n becomes the live range
+        pop_head(bin, nodes[n].link_next);
+        nodes[n].link_prev = kLive;  // n was free, so the block below is not
+        nodes[after].link_prev = kLive;
+    } else if (bin_of(hi - end) == bin) {
+        // The rest stays in n's class: n keeps its list place and moves up; the live range is a
+        // new node in front of it. `after` still sits above a free block.
+        live = new_node();
+        nodes = nodes_.data();  // new_node may have grown the pool
+        const uint32_t below = nodes[n].prev;
+        nodes[live] = make_node(first, below, n, kLive, kNil);
+        nodes[below].next = live;  // node 0 when n is the first block
+        nodes[n].prev = live;
+        nodes[n].page = end;
+    } else {  // n becomes the live range, the rest a new free block above it
+        pop_head(bin, nodes[n].link_next);
+        nodes[n].link_prev = kLive;
+        const uint32_t tail = new_node();
+        nodes = nodes_.data();
+        nodes[tail] = make_node(end, n, after, kNil, kNil);
+        nodes[after].prev = tail;
+        nodes[n].next = tail;
+        insert_free<false>(tail, hi - end);
+    }
+    hash_insert(live);
+    ++live_ranges_;
+    live_units_ += units;
+    peak_live_units_ = std::max(peak_live_units_, live_units_);
+    return first;
+}
+
 // ---- alloc / free --------------------------------------------------------------------------
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
     // size - 1 wraps for size 0; one branch for every invalid request.
     const unsigned shift = unit_shift_;
-    if ((size - 1 >= this->size()) | !is_pow2(align)) [[unlikely]] {
+    // align ^ (align - 1) exceeds align - 1 exactly for powers of two.
+    if ((size - 1 >= this->size()) | ((align ^ (align - 1)) <= align - 1)) [[unlikely]] {
         ++failed_allocs_;
         return std::nullopt;
     }
@@ -273,8 +342,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         const bool exact_hit = head != kNil && (units < kSlCount || block_units(head) >= units);
         if (const unsigned bin = exact_hit ? exact : first_bin_from(bin_round_up(units));
             bin != kBinCount) {
-            const uint32_t n = bin_head_[bin];
-            first = take<false>(n, bin, page(n), units);
+            first = take_head(bin_head_[bin], bin, units);
         }
     }
     if (first == kNoUnit)

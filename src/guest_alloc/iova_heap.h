@@ -131,14 +131,26 @@ private:
     static constexpr unsigned kBinCount = kFlCount * kSlCount;
     static constexpr unsigned kMaxProbes = 4;
 
+    // Field order: 1 node in 4 straddles two cache lines, so the fields read together sit
+    // together: link_next + page (a hash chain step), page + link_prev (is the block free).
     struct Node {
-        uint32_t page;       // first unit, relative to the range start
-        uint32_t prev;       // neighbour below (kNil for the first block)
-        uint32_t next;       // neighbour above (the sentinel for the last block)
-        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
         uint32_t link_next;  // free: size-class list; live: hash chain; pooled: node free list
+        uint32_t page;       // first unit, relative to the range start
+        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
+        uint32_t next;       // neighbour above (the sentinel for the last block)
+        uint32_t prev;       // neighbour below (kNil for the first block)
     };
     static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
+    static Node make_node(uint32_t page, uint32_t prev, uint32_t next, uint32_t link_prev,
+                          uint32_t link_next) {
+        Node n;
+        n.page = page;
+        n.prev = prev;
+        n.next = next;
+        n.link_prev = link_prev;
+        n.link_next = link_next;
+        return n;
+    }
 
     // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
     bool nearly_full() const { return live_units_ > tight_units_; }
@@ -153,16 +165,19 @@ private:
     uint64_t align_up(uint32_t unit, uint64_t mask) const;
 
     uint32_t new_node();
+    uint32_t grow_pool();
     void release_node(uint32_t n);
     template <bool kMaybeTight>
     void insert_free(uint32_t n, uint32_t units);
     void remove_free(uint32_t n, unsigned bin);
+    void pop_head(unsigned bin, uint32_t next);
     void resize_free(uint32_t n, uint32_t old_units, uint32_t units);
     // kMaybeTight false: the caller knows the heap is not nearly full (insert_free's ordering).
     template <bool kMaybeTight>
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
     template <bool kMaybeTight>
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
+    uint32_t take_head(uint32_t n, unsigned bin, uint32_t units);
     uint32_t alloc_slow(uint32_t units, uint64_t mask);
     uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
 
