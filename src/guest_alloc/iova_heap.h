@@ -17,12 +17,15 @@
 // block's hash chain (link_next; link_prev = kLive marks it live). A block's size is
 // next.page - page; a sentinel node at the end of the range makes that hold for the last block.
 // "No node" (kNil) is node 0, a real unused node, so list updates write to it instead of testing
-// for a missing neighbour.
+// for a missing neighbour; its page is kNoUnit, which no lookup matches. The fields are ordered so
+// that the ones read together (link_next + page, page + link_prev) share a cache line.
 //
 // Size classes. A size of p units maps to a bin: p itself for p < 32 (exact bins), else
 // 32 * (msb(p) - 4) + the next 5 bits below the msb (32 linear sub-bins per power of two, class
-// spread at most 1/32). A 32-bit bitmap says which rows (powers of two) are non-empty and a
-// 32-bit bitmap per row which bins are, so "first non-empty bin >= b" is two count-trailing-zeros.
+// spread at most 1/32; sizes below 256 units read their bin from a 256-byte table, which does not
+// mispredict the way a branch on "below 32" does when sizes straddle it). A 32-bit bitmap says
+// which rows (powers of two) are non-empty and a 32-bit bitmap per row which bins are, so "first
+// non-empty bin >= b" is two count-trailing-zeros.
 //
 // Allocation of p units aligned to a units. The short path (unaligned, heap at most 7/8 full):
 // the head of p's own class if it is long enough (below 32 units always: an exact fit), else the
