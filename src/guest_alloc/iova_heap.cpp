@@ -12,13 +12,18 @@ constexpr uint64_t kMaxPage = 1ull << 52;  // 2^64 bytes in pages
 constexpr uint32_t kHashMul = 0x9E3779B1u;  // Fibonacci hashing (2^32 / golden ratio)
 constexpr unsigned kInitialBucketBits = 3;
 constexpr uint64_t kMaxUnits = 0xffffffffull;  // relative units must fit a u32, end included
+// Live ranges a table of `buckets` takes before it doubles: load up to 2 while the whole table is
+// 256 bytes (its chains are a few nodes in L1 at most), up to 1 above.
+constexpr uint64_t kSmallTableBuckets = 64;
+constexpr uint64_t hash_limit(size_t buckets) {
+    return buckets <= kSmallTableBuckets ? 2 * buckets : buckets;
+}
 
 // ---- bit tricks ----------------------------------------------------------------------------
 
 constexpr unsigned msb(uint64_t x) { return 63 - static_cast<unsigned>(std::countl_zero(x)); }
 constexpr unsigned lowest_bit(uint32_t x) { return static_cast<unsigned>(std::countr_zero(x)); }
 constexpr uint32_t bits_from(unsigned i) { return i >= 32 ? 0 : ~0u << i; }  // bits i..31
-constexpr bool is_pow2(uint64_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 }  // namespace
 
@@ -44,17 +49,18 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
 
     buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
     bucket_shift_ = 32 - kInitialBucketBits;
-    hash_limit_ = buckets_.size();
+    hash_limit_ = hash_limit(buckets_.size());
 
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
+    nodes_[kNil].page = kNoUnit;  // matches no unit: a hash chain or list ends without a test
     sentinel_ = new_node();
-    nodes_[sentinel_] = Node{end_unit_, kNil, kNil, kLive, kNil};  // never free, never merged
+    nodes_[sentinel_] = make_node(end_unit_, kNil, kNil, kLive, kNil);  // never free, never merged
     if (end_unit_ > 0) {
         const uint32_t n = new_node();
-        nodes_[n] = Node{0, kNil, sentinel_, kNil, kNil};
+        nodes_[n] = make_node(0, kNil, sentinel_, kNil, kNil);
         nodes_[sentinel_].prev = n;
         nodes_[sentinel_].link_prev = kLiveAboveFree;
-        insert_free(n, end_unit_);
+        insert_free<true>(n, end_unit_);
     }
 }
 
@@ -67,12 +73,33 @@ void IovaHeap::reserve(uint32_t live_ranges) {
 
 // ---- size classes --------------------------------------------------------------------------
 
-FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint32_t units) {
-    if (units < kSlCount)
+constexpr unsigned bin_formula(uint32_t units, unsigned sl_bits) {
+    if (units < (1u << sl_bits))
         return units;
     const unsigned top = msb(units);
-    const unsigned sl = (units >> (top - kSlBits)) & (kSlCount - 1);
-    return (top - (kSlBits - 1)) * kSlCount + sl;
+    const unsigned sl = (units >> (top - sl_bits)) & ((1u << sl_bits) - 1);
+    return (top - (sl_bits - 1)) * (1u << sl_bits) + sl;
+}
+
+// Sizes below 256 units (1 MiB in pages: most requests) take their bin from a table: a branch on
+// "below 32 units" mispredicts about once per pair when sizes straddle it, as in W1.
+constexpr unsigned kBinTableSize = 256;
+struct BinTable {
+    uint8_t bin[kBinTableSize];
+};
+constexpr BinTable make_bin_table(unsigned sl_bits) {
+    BinTable t{};
+    for (unsigned u = 0; u < kBinTableSize; ++u)
+        t.bin[u] = static_cast<uint8_t>(bin_formula(u, sl_bits));
+    return t;
+}
+constexpr BinTable kBinTable = make_bin_table(5);
+
+FDNC_HOT_INLINE unsigned IovaHeap::bin_of(uint32_t units) {
+    static_assert(kSlBits == 5 && bin_formula(kBinTableSize - 1, kSlBits) < 256);
+    if (units < kBinTableSize) [[likely]]
+        return kBinTable.bin[units];
+    return bin_formula(units, kSlBits);
 }
 
 // The lowest bin whose every block holds `units`.
@@ -106,10 +133,8 @@ FDNC_HOT_INLINE uint64_t IovaHeap::align_up(uint32_t unit, uint64_t mask) const 
 
 FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
     const uint64_t unit_mask = (1ull << unit_shift_) - 1;
-    if ((iova & unit_mask) != 0)
-        return kNoUnit;
     const uint64_t rel = (iova >> unit_shift_) - base_unit_;  // below the range wraps high
-    if (rel >= end_unit_)
+    if ((rel >= end_unit_) | ((iova & unit_mask) != 0))
         return kNoUnit;
     return static_cast<uint32_t>(rel);
 }
@@ -117,16 +142,21 @@ FDNC_HOT_INLINE uint32_t IovaHeap::unit_of(uint64_t iova) const {
 // ---- node pool and free lists --------------------------------------------------------------
 
 FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
-    if (pool_free_ != kNil) {
+    if (pool_free_ != kNil) [[likely]] {
         const uint32_t n = pool_free_;
         pool_free_ = nodes_[n].link_next;
         return n;
     }
+    return grow_pool();
+}
+
+// Out of line: the vector's growth code in every caller would cost the hot paths registers.
+[[gnu::noinline]] uint32_t IovaHeap::grow_pool() {
     // Grow by 1/16: the pool's slack is metadata too. Amortized O(1) all the same, and it only
     // happens while the live set grows.
     if (nodes_.size() == nodes_.capacity())
         nodes_.reserve(nodes_.size() + nodes_.size() / 16 + 8);
-    nodes_.push_back(Node{0, kNil, kNil, kNil, kNil});
+    nodes_.push_back(make_node(0, kNil, kNil, kNil, kNil));
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
 
@@ -136,10 +166,12 @@ FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
 }
 
 // Pushes free block n (`units` long) on the front of its size-class list.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
     const unsigned bin = bin_of(units);
     const uint32_t head = bin_head_[bin];
-    if (nearly_full() && head != kNil && page(head) < page(n)) {
+    // page(kNil) is kNoUnit, so an empty list never takes this branch.
+    if (kMaybeTight && nearly_full() && page(head) < page(n)) {
         // Nearly full: keep the lower address first (one step of address ordering), so
         // allocations gather at the low end and higher blocks stay whole.
         const uint32_t second = nodes_[head].link_next;
@@ -149,11 +181,15 @@ FDNC_HOT_INLINE void IovaHeap::insert_free(uint32_t n, uint32_t units) {
         nodes_[head].link_next = n;
         return;
     }
-    nodes_[n].link_prev = kNil;
-    nodes_[n].link_next = head;
-    nodes_[head].link_prev = n;  // kNil is node 0: a write there is thrown away
-    sl_bitmap_[bin / kSlCount] |= 1u << (bin % kSlCount);
-    fl_bitmap_ |= 1u << (bin / kSlCount);
+    Node* const nodes = nodes_.data();
+    nodes[n].link_prev = kNil;
+    nodes[n].link_next = head;
+    nodes[head].link_prev = n;  // kNil is node 0: a write there is thrown away
+    const unsigned fl = bin / kSlCount;
+    const uint32_t row = sl_bitmap_[fl] | 1u << (bin % kSlCount);
+    const uint32_t rows = fl_bitmap_ | 1u << fl;
+    sl_bitmap_[fl] = row;
+    fl_bitmap_ = rows;
     bin_head_[bin] = n;
 }
 
@@ -168,10 +204,17 @@ FDNC_HOT_INLINE void IovaHeap::remove_free(uint32_t n, unsigned bin) {
         nodes_[next].link_prev = prev;  // node 0 when n is the last
         return;
     }
+    pop_head(bin, next);
+}
+
+// The head of list `bin` leaves it; `next` is the new head.
+FDNC_HOT_INLINE void IovaHeap::pop_head(unsigned bin, uint32_t next) {
     bin_head_[bin] = next;
     const unsigned fl = bin / kSlCount;
-    sl_bitmap_[fl] &= ~(uint32_t{next == kNil} << (bin % kSlCount));
-    fl_bitmap_ &= ~(uint32_t{sl_bitmap_[fl] == 0} << fl);
+    const uint32_t row = sl_bitmap_[fl] & ~(uint32_t{next == kNil} << (bin % kSlCount));
+    const uint32_t rows = fl_bitmap_ & ~(uint32_t{row == 0} << fl);
+    sl_bitmap_[fl] = row;
+    fl_bitmap_ = rows;
 }
 
 // Free block n grew or shrank from `old_units` to `units`: it changes lists only if its class did.
@@ -180,29 +223,30 @@ FDNC_HOT_INLINE void IovaHeap::resize_free(uint32_t n, uint32_t old_units, uint3
     if (bin_of(units) == bin)
         return;
     remove_free(n, bin);
-    insert_free(n, units);
+    insert_free<true>(n, units);
 }
 
 // Takes [first, first + units) out of free block n (already off its list): the front padding
 // and the tail stay free blocks of their own. Returns the live node.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t units) {
     uint32_t live = n;
     if (first != page(n)) {
         live = new_node();  // may move nodes_: no references across it
         const uint32_t after = nodes_[n].next;
-        nodes_[live] = Node{first, n, after, kLive, kNil};
+        nodes_[live] = make_node(first, n, after, kLive, kNil);
         nodes_[after].prev = live;
         nodes_[n].next = live;
-        insert_free(n, first - page(n));
+        insert_free<kMaybeTight>(n, first - page(n));
     }
     const uint32_t end = first + units;
     const uint32_t after = nodes_[live].next;
     if (end != page(after)) {
         const uint32_t tail = new_node();
-        nodes_[tail] = Node{end, live, after, kNil, kNil};
+        nodes_[tail] = make_node(end, live, after, kNil, kNil);
         nodes_[after].prev = tail;
         nodes_[live].next = tail;
-        insert_free(tail, page(after) - end);
+        insert_free<kMaybeTight>(tail, page(after) - end);
     }
     // The block above was above a free block (n) and now is above the tail or the live range.
     nodes_[after].link_prev = live_mark(end != page(after));
@@ -211,6 +255,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
 }
 
 // Turns [first, first + units) of free block n (in list `bin`) into a live range; returns first.
+template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first, uint32_t units) {
     const uint32_t end = first + units;
     const uint32_t hi = page(nodes_[n].next);
@@ -220,13 +265,53 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
         // moves up; the live range is a new node in front of it.
         live = new_node();
         const uint32_t below = nodes_[n].prev;
-        nodes_[live] = Node{first, below, n, kLive, kNil};
+        nodes_[live] = make_node(first, below, n, kLive, kNil);
         nodes_[below].next = live;  // node 0 when n is the first block
         nodes_[n].prev = live;
         nodes_[n].page = end;
     } else {
         remove_free(n, bin);
-        live = carve(n, first, units);
+        live = carve<kMaybeTight>(n, first, units);
+    }
+    hash_insert(live);
+    ++live_ranges_;
+    live_units_ += units;
+    peak_live_units_ = std::max(peak_live_units_, live_units_);
+    return first;
+}
+
+// take() for the short path: n is the head of list `bin`, the range starts at n's first unit and
+// the heap is not nearly full, so carve() reduces to three cases and writes only what changes.
+FDNC_HOT_INLINE uint32_t IovaHeap::take_head(uint32_t n, unsigned bin, uint32_t units) {
+    Node* nodes = nodes_.data();
+    const uint32_t first = nodes[n].page;
+    const uint32_t after = nodes[n].next;
+    const uint32_t hi = nodes[after].page;
+    const uint32_t end = first + units;
+    uint32_t live = n;
+    if (end == hi) {  // exact fit: n becomes the live range
+        pop_head(bin, nodes[n].link_next);
+        nodes[n].link_prev = kLive;  // n was free, so the block below is not
+        nodes[after].link_prev = kLive;
+    } else if (bin_of(hi - end) == bin) {
+        // The rest stays in n's class: n keeps its list place and moves up; the live range is a
+        // new node in front of it. `after` still sits above a free block.
+        live = new_node();
+        nodes = nodes_.data();  // new_node may have grown the pool
+        const uint32_t below = nodes[n].prev;
+        nodes[live] = make_node(first, below, n, kLive, kNil);
+        nodes[below].next = live;  // node 0 when n is the first block
+        nodes[n].prev = live;
+        nodes[n].page = end;
+    } else {  // n becomes the live range, the rest a new free block above it
+        pop_head(bin, nodes[n].link_next);
+        nodes[n].link_prev = kLive;
+        const uint32_t tail = new_node();
+        nodes = nodes_.data();
+        nodes[tail] = make_node(end, n, after, kNil, kNil);
+        nodes[after].prev = tail;
+        nodes[n].next = tail;
+        insert_free<false>(tail, hi - end);
     }
     hash_insert(live);
     ++live_ranges_;
@@ -238,13 +323,15 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
 // ---- alloc / free --------------------------------------------------------------------------
 
 std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
-    const uint64_t unit_bytes = 1ull << unit_shift_;
-    if (size == 0 || !is_pow2(align) || size > this->size()) {
+    // size - 1 wraps for size 0; one branch for every invalid request.
+    const unsigned shift = unit_shift_;
+    // align ^ (align - 1) exceeds align - 1 exactly for powers of two.
+    if ((size - 1 >= this->size()) | ((align ^ (align - 1)) <= align - 1)) [[unlikely]] {
         ++failed_allocs_;
         return std::nullopt;
     }
-    const uint32_t units = static_cast<uint32_t>((size + unit_bytes - 1) >> unit_shift_);
-    const uint64_t mask = align > unit_bytes ? (align >> unit_shift_) - 1 : 0;
+    const uint32_t units = static_cast<uint32_t>(((size - 1) >> shift) + 1);
+    const uint64_t mask = (align - 1) >> shift;  // 0 for alignments up to the unit
     uint32_t first = kNoUnit;
     if (mask == 0 && !nearly_full()) {
         // The common case, kept short: the head of the request's own class if it is long enough
@@ -255,8 +342,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         const bool exact_hit = head != kNil && (units < kSlCount || block_units(head) >= units);
         if (const unsigned bin = exact_hit ? exact : first_bin_from(bin_round_up(units));
             bin != kBinCount) {
-            const uint32_t n = bin_head_[bin];
-            first = take(n, bin, page(n), units);
+            first = take_head(bin_head_[bin], bin, units);
         }
     }
     if (first == kNoUnit)
@@ -265,7 +351,7 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         ++failed_allocs_;
         return std::nullopt;
     }
-    return (base_unit_ + first) << unit_shift_;
+    return (base_unit_ + first) << shift;
 }
 
 // Aligned requests, a nearly full heap, and whatever the short path did not find: the probing
@@ -286,7 +372,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < limit;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNoUnit)
-                return take(n, bin, first, units);
+                return take<true>(n, bin, first, units);
         }
         bin = first_bin_from(bin + 1);
     }
@@ -296,14 +382,14 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
     for (unsigned probes = 0; bin < guaranteed && probes < class_probes; ++probes) {
         const uint32_t head = bin_head_[bin];
         if (const uint32_t first = fit(head); first != kNoUnit)
-            return take(head, bin, first, units);
+            return take<true>(head, bin, first, units);
         bin = first_bin_from(bin + 1);
     }
     // (3) Every block of the guaranteed class and above fits, alignment padding included.
     bin = first_bin_from(std::max(bin, guaranteed));
     if (bin != kBinCount) {
         const uint32_t head = bin_head_[bin];
-        return take(head, bin, static_cast<uint32_t>(align_up(page(head), mask)), units);
+        return take<true>(head, bin, static_cast<uint32_t>(align_up(page(head), mask)), units);
     }
     // (4) Nearly full: a bounded scan of the lists below the guaranteed class.
     unsigned lists = 0;
@@ -313,7 +399,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
         for (uint32_t n = bin_head_[bin]; n != kNil && probes < kMaxProbes;
              n = nodes_[n].link_next, ++probes) {
             if (const uint32_t first = fit(n); first != kNoUnit)
-                return take(n, bin, first, units);
+                return take<true>(n, bin, first, units);
         }
     }
     return kNoUnit;
@@ -341,7 +427,7 @@ bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
                     ++failed_allocs_;
                     return false;
                 }
-                take(n, bin_of(hi - lo), first, units);
+                take<true>(n, bin_of(hi - lo), first, units);
                 return true;
             }
         }
@@ -363,15 +449,37 @@ void IovaHeap::free(uint64_t iova) {
         bad_free();
         return;
     }
-    uint32_t* link = &buckets_[bucket_of(unit)];
-    while (*link != kNil && page(*link) != unit)
-        link = &nodes_[*link].link_next;
-    if (*link == kNil) {
-        bad_free();
-        return;
+    // The first two nodes of the chain are compared without a branch (at load 1/2-1 a chain of
+    // two is common, and a branch on which one holds the unit mispredicts); longer chains are
+    // walked. page(kNil) is kNoUnit, never a unit, and its link_next stays kNil.
+    Node* const nodes = nodes_.data();
+    uint32_t* const head = &buckets_[bucket_of(unit)];
+    const uint32_t first = *head;
+    // All ones when the first node holds the unit: masks, because GCC turns ?: into a branch.
+    const uint32_t hit = 0u - uint32_t{nodes[first].page == unit};
+    uint32_t n = (first & hit) | (nodes[first].link_next & ~hit);
+    if (nodes[n].page == unit) [[likely]] {
+        // Unlinks n without a branch: when n is first, the second store rewrites n's own link.
+        const uint32_t after = nodes[n].link_next;
+        *head = (after & hit) | (first & ~hit);
+        nodes[first].link_next = after;
+    } else {
+        uint32_t* link = &nodes[n].link_next;  // n is the second node (or kNil)
+        if (n == kNil) {
+            bad_free();
+            return;
+        }
+        n = *link;
+        while (nodes[n].page != unit) {
+            if (n == kNil) {
+                bad_free();
+                return;
+            }
+            link = &nodes[n].link_next;
+            n = *link;
+        }
+        *link = nodes[n].link_next;
     }
-    const uint32_t n = *link;
-    *link = nodes_[n].link_next;
     --live_ranges_;
 
     // Immediate coalescing: a free block never has a free neighbour. A merged block keeps the
@@ -404,7 +512,7 @@ void IovaHeap::free(uint64_t iova) {
         resize_free(next, end - hi, end - unit);
     } else {
         nodes_[next].link_prev = kLiveAboveFree;
-        insert_free(n, hi - unit);
+        insert_free<true>(n, hi - unit);
     }
 }
 
@@ -461,6 +569,8 @@ bool IovaHeap::check_invariants() const {
     if (blocks != 0 && page(after) != 0)
         return false;
     const uint32_t last = nodes_[sentinel_].prev;
+    if (nodes_[kNil].page != kNoUnit || nodes_[kNil].link_next != kNil)
+        return false;
     if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_) ||
         nodes_[sentinel_].link_prev != live_mark(last != kNil && is_free(last)))
         return false;
@@ -517,7 +627,7 @@ void IovaHeap::hash_grow() {
     std::vector<uint32_t> old(buckets_.size() * 2, kNil);
     old.swap(buckets_);
     --bucket_shift_;
-    hash_limit_ = buckets_.size();
+    hash_limit_ = hash_limit(buckets_.size());
     for (uint32_t chain : old) {
         while (chain != kNil) {
             const uint32_t next = nodes_[chain].link_next;

@@ -17,12 +17,15 @@
 // block's hash chain (link_next; link_prev = kLive marks it live). A block's size is
 // next.page - page; a sentinel node at the end of the range makes that hold for the last block.
 // "No node" (kNil) is node 0, a real unused node, so list updates write to it instead of testing
-// for a missing neighbour.
+// for a missing neighbour; its page is kNoUnit, which no lookup matches. The fields are ordered so
+// that the ones read together (link_next + page, page + link_prev) share a cache line.
 //
 // Size classes. A size of p units maps to a bin: p itself for p < 32 (exact bins), else
 // 32 * (msb(p) - 4) + the next 5 bits below the msb (32 linear sub-bins per power of two, class
-// spread at most 1/32). A 32-bit bitmap says which rows (powers of two) are non-empty and a
-// 32-bit bitmap per row which bins are, so "first non-empty bin >= b" is two count-trailing-zeros.
+// spread at most 1/32; sizes below 256 units read their bin from a 256-byte table, which does not
+// mispredict the way a branch on "below 32" does when sizes straddle it). A 32-bit bitmap says
+// which rows (powers of two) are non-empty and a 32-bit bitmap per row which bins are, so "first
+// non-empty bin >= b" is two count-trailing-zeros.
 //
 // Allocation of p units aligned to a units. The short path (unaligned, heap at most 7/8 full):
 // the head of p's own class if it is long enough (below 32 units always: an exact fit), else the
@@ -42,14 +45,16 @@
 // failed requests near best fit's.
 //
 // Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
-// to 1, doubled when the live ranges reach the bucket count) maps an iova to its node. The block
+// to 1, doubled when the live ranges reach the bucket count; up to 2 while the table is at most
+// 64 buckets, whose chains stay in L1) maps an iova to its node. Node 0's page is kNoUnit, so a
+// chain walk compares pages only and tests for its end only after a mismatch. The block
 // merges with a free neighbour below and/or above at once, so two free blocks are never adjacent
 // and an empty heap is one block again; the merged block keeps the neighbour's node, and its
 // list place when its class does not change.
 //
-// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 4-8 bytes of
-// buckets per live range: 27-31 B per live range measured in W1, W3 and W4 at 1k-100k live, 34.5 B
-// at 100 live (bench/README.md); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
+// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 2-8 bytes of
+// buckets per live range: 27-32 B per live range measured in W1, W3 and W4 at 100-100k live
+// (bench/README.md); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
 #pragma once
 
 #include <cstdint>
@@ -129,14 +134,26 @@ private:
     static constexpr unsigned kBinCount = kFlCount * kSlCount;
     static constexpr unsigned kMaxProbes = 4;
 
+    // Field order: 1 node in 4 straddles two cache lines, so the fields read together sit
+    // together: link_next + page (a hash chain step), page + link_prev (is the block free).
     struct Node {
-        uint32_t page;       // first unit, relative to the range start
-        uint32_t prev;       // neighbour below (kNil for the first block)
-        uint32_t next;       // neighbour above (the sentinel for the last block)
-        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
         uint32_t link_next;  // free: size-class list; live: hash chain; pooled: node free list
+        uint32_t page;       // first unit, relative to the range start
+        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
+        uint32_t next;       // neighbour above (the sentinel for the last block)
+        uint32_t prev;       // neighbour below (kNil for the first block)
     };
     static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
+    static Node make_node(uint32_t page, uint32_t prev, uint32_t next, uint32_t link_prev,
+                          uint32_t link_next) {
+        Node n;
+        n.page = page;
+        n.prev = prev;
+        n.next = next;
+        n.link_prev = link_prev;
+        n.link_next = link_next;
+        return n;
+    }
 
     // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
     bool nearly_full() const { return live_units_ > tight_units_; }
@@ -151,12 +168,19 @@ private:
     uint64_t align_up(uint32_t unit, uint64_t mask) const;
 
     uint32_t new_node();
+    uint32_t grow_pool();
     void release_node(uint32_t n);
+    template <bool kMaybeTight>
     void insert_free(uint32_t n, uint32_t units);
     void remove_free(uint32_t n, unsigned bin);
+    void pop_head(unsigned bin, uint32_t next);
     void resize_free(uint32_t n, uint32_t old_units, uint32_t units);
+    // kMaybeTight false: the caller knows the heap is not nearly full (insert_free's ordering).
+    template <bool kMaybeTight>
     uint32_t carve(uint32_t n, uint32_t first, uint32_t units);
+    template <bool kMaybeTight>
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
+    uint32_t take_head(uint32_t n, unsigned bin, uint32_t units);
     uint32_t alloc_slow(uint32_t units, uint64_t mask);
     uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
 
@@ -180,9 +204,11 @@ private:
     uint32_t end_unit_ = 0;  // relative; the sentinel's page
     uint32_t tight_units_ = 0;  // 7/8 of end_unit_
     uint32_t sentinel_ = kNil;
+    // live_ranges_ and live_units_ are not neighbours: GCC would otherwise update the pair with
+    // SSE (a dozen instructions for two adds).
     uint64_t live_ranges_ = 0;
-    uint64_t live_units_ = 0;
     uint64_t peak_live_units_ = 0;
+    uint64_t live_units_ = 0;
     uint64_t failed_allocs_ = 0;
     uint64_t bad_frees_ = 0;
 #ifdef NDEBUG
