@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "util/spin_mutex.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
 namespace fdnc {
@@ -48,8 +49,10 @@ struct InprocTransport::Impl final : InprocGuest {
     };
 
     InprocHostLink* link = nullptr;
-    mutable std::mutex mu;
-    std::condition_variable cv; // waiters: a retire became visible, or the host is gone
+    // Taken by the client and by the host thread's retires (on_retire), briefly: a spin lock, so
+    // neither sleeps on it or has to wake the other (util/spin_mutex.h).
+    mutable SpinMutex mu;
+    std::condition_variable_any cv; // waiters: a retire became visible, or the host is gone
     bool context_created = false;
     std::vector<Ring> rings;
     std::unordered_map<uint32_t, Blob> blobs;
