@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "virtio_proto/ccmd_encoder.h"
@@ -27,6 +28,18 @@ inline BlobCreateArgs shmem_args() {
     a.blob_flags = wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE;
     a.size = kShmemSize;
     a.blob_id = 0;
+    return a;
+}
+
+// A mappable HOST3D blob of `size` bytes for GEM object blob_id, created by the tunnelled GEM_NEW
+// in `gem_new` (§3.5); the span must outlive the create_blob call.
+inline BlobCreateArgs gem_blob_args(std::span<const uint8_t> gem_new, uint64_t size, uint64_t blob_id) {
+    BlobCreateArgs a;
+    a.blob_mem = wire::VIRTGPU_BLOB_MEM_HOST3D;
+    a.blob_flags = wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE;
+    a.size = size;
+    a.blob_id = blob_id;
+    a.cmd = gem_new;
     return a;
 }
 

@@ -153,13 +153,7 @@ TEST_CASE("vtest resource_id waits only for a reply that has not arrived", "[vte
     const auto caps = test::read_caps(*t, &ret);
     hs.pause(); // the next reply cannot have arrived when resource_id asks for it
     auto gem_new = ccmd::gem_new(caps.u.msm.va_start, 0x1000, wire::MSM_BO_WC, 1);
-    BlobCreateArgs bo;
-    bo.blob_mem = wire::VIRTGPU_BLOB_MEM_HOST3D;
-    bo.blob_flags = wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE;
-    bo.size = 0x1000;
-    bo.blob_id = 1;
-    bo.cmd = gem_new.span();
-    REQUIRE(t->create_blob(bo, &late) == 0);
+    REQUIRE(t->create_blob(test::gem_blob_args(gem_new.span(), 0x1000, 1), &late) == 0);
     std::thread resume([&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         hs.resume();
@@ -285,12 +279,7 @@ TEST_CASE("vtest tunnelled GEM_NEW creates a mappable host buffer", "[vtest]") {
     int ret = 0;
     auto caps = test::read_caps(*c.t, &ret);
     auto gem = ccmd::gem_new(caps.u.msm.va_start, 8192, wire::MSM_BO_WC, 1);
-    BlobCreateArgs b;
-    b.blob_mem = wire::VIRTGPU_BLOB_MEM_HOST3D;
-    b.blob_flags = wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE;
-    b.size = 8192;
-    b.blob_id = 1;
-    b.cmd = gem.bytes;
+    const BlobCreateArgs b = test::gem_blob_args(gem.bytes, 8192, 1);
     uint32_t h = 0;
     REQUIRE(c.t->create_blob(b, &h) == 0);
     void* p = nullptr;
@@ -319,12 +308,7 @@ TEST_CASE("vtest many pipelined creates never deadlock and get distinct res_ids"
     std::vector<uint32_t> handles;
     for (uint32_t i = 0; i < 600; ++i) {
         auto gem = ccmd::gem_new(caps.u.msm.va_start + uint64_t(i) * 4096, 4096, wire::MSM_BO_WC, i + 1);
-        BlobCreateArgs b;
-        b.blob_mem = wire::VIRTGPU_BLOB_MEM_HOST3D;
-        b.blob_flags = wire::VIRTGPU_BLOB_FLAG_USE_MAPPABLE;
-        b.size = 4096;
-        b.blob_id = i + 1;
-        b.cmd = gem.bytes;
+        const BlobCreateArgs b = test::gem_blob_args(gem.bytes, 4096, i + 1);
         uint32_t h = 0;
         REQUIRE(c.t->create_blob(b, &h) == 0);
         handles.push_back(h);
