@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "host_sim/inproc_host.h"
@@ -17,6 +18,7 @@
 #include "virtio_proto/ccmd_encoder.h"
 #include "transports/inproc_transport.h"
 #include "virtio_proto/request_buffer.h"
+#include "virtio_proto/transport.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
 using namespace fdnc;
@@ -253,4 +255,43 @@ TEST_CASE("the delay line stamps each answer exactly rtt after its send, whateve
                                                       << item_cost_us << " us, bound " << bound << " us");
     CHECK(late_us.front() >= 0.0);      // never early
     CHECK(late_us[kItems / 2] < bound); // the host's work on an empty execbuf, not a wake-up
+}
+
+// Notification suppression (issue 17): a post wakes the host thread only when it sleeps with
+// nothing to do. Counted by the link on the posting thread (note_host_wake), after the wake.
+TEST_CASE("a post wakes the host thread only when it sleeps idle, and never while it polls") {
+    RetireRecorder rec;
+    InprocConfig cfg;
+    cfg.rtt_us = 20000; // a queued item waits 10 ms for its deadline: the host is busy, not idle
+    cfg.poll_us = 0;
+    auto link = host::make_inproc_msm_host(cfg);
+    link->attach(&rec);
+    const uint32_t ctx = link->ctx_id();
+    REQUIRE(link->call([&](Host& h) { return h.context_create(ctx, VIRTGPU_CAPSET_DRM, 1); }) == 0);
+    auto settle = [] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); }; // host asleep
+    settle();
+    const uint64_t w0 = host_wakes_on_this_thread();
+    post_point(*link, 1); // idle host: woken
+    post_point(*link, 2); // it now waits for item 1's deadline, which comes first: not woken
+    CHECK(host_wakes_on_this_thread() - w0 == 1);
+    REQUIRE(rec.wait_for(2));
+    settle();
+    post_point(*link, 3); // idle again: woken
+    CHECK(host_wakes_on_this_thread() - w0 == 2);
+    REQUIRE(rec.wait_for(3));
+    link->shutdown(true);
+
+    // A host thread that polls after its last item is reached without a wake.
+    RetireRecorder polled;
+    cfg.poll_us = 2'000'000;
+    auto busy = host::make_inproc_msm_host(cfg);
+    busy->attach(&polled);
+    const uint32_t ctx2 = busy->ctx_id();
+    REQUIRE(busy->call([&](Host& h) { return h.context_create(ctx2, VIRTGPU_CAPSET_DRM, 1); }) == 0);
+    settle();
+    const uint64_t w1 = host_wakes_on_this_thread();
+    post_point(*busy, 1);
+    CHECK(host_wakes_on_this_thread() == w1);
+    REQUIRE(polled.wait_for(1));
+    busy->shutdown(true);
 }
