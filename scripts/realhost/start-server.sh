@@ -52,9 +52,26 @@ env=(LD_PRELOAD="$shim" FDNC_SHIM_NODE="$node" FDNC_SHIM_ERA="$era")
 # (an out-fence fd, a blob reply still pending) kills it without a word (seen in the realhost
 # suite). An ignored signal survives exec, so the server gets EPIPE instead and drops the client.
 trap '' PIPE
-env "${env[@]}" setsid "$server" "${args[@]}" </dev/null >"$server_log" 2>&1 &
+: >"$server_log"
+pidfile="$(mktemp)"
+# A watcher waits for the server and appends how it ended to its log: a server killed by a signal
+# (SIGSEGV, SIGABRT, SIGPIPE) otherwise leaves nothing behind, and the caller is not its parent.
+(
+  # stdbuf -oL: the server's stdout lines ("client context created") reach the log as they are
+  # written, not in a 4 KiB block a sudden death throws away.
+  env "${env[@]}" setsid stdbuf -oL "$server" "${args[@]}" </dev/null >>"$server_log" 2>&1 &
+  echo $! >"$pidfile"
+  wait $! && rc=0 || rc=$?
+  if (( rc > 128 )); then
+    echo "start-server: virgl_test_server killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >>"$server_log"
+  else
+    echo "start-server: virgl_test_server exited with status $rc" >>"$server_log"
+  fi
+) </dev/null >/dev/null 2>&1 &
 trap - PIPE
-pid=$!
+for _ in $(seq 100); do [[ -s "$pidfile" ]] && break; sleep 0.01; done
+pid="$(cat "$pidfile")"; rm -f "$pidfile"
+[[ -n "$pid" ]] || die "the server did not start"
 
 # Bounded wait (10 s) for the socket; a server that died (e.g. a bad setting) is reported.
 for _ in $(seq 100); do

@@ -313,6 +313,79 @@ TEST_CASE("A bad setting aborts the process with one line naming the variable") 
     CHECK(out.find("FDNC_SHIM_ERA") != std::string::npos);
 }
 
+// ---- a host that dies says how (crash_report.cpp) ---------------------------------------------
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true; // the sanitizer runtime owns SIGSEGV (it reports overflows itself)
+#else
+constexpr bool kSanitized = false;
+#endif
+
+struct Death {
+    std::string said; // what it wrote to stderr
+    int status = 0;   // its wait status
+    pid_t pid = -1;
+};
+
+// dying_host (a program without this test's framework, whose own fatal-signal handlers would
+// answer first) run with the shim preloaded; `outside` runs once it is ready, with its pid.
+template <typename Outside> Death run_dying_host(const char* how, Outside outside) {
+    const std::string shim = env_or_skip("FDNC_SHIM_PATH");
+    const std::string exe = env_or_skip("FDNC_DYING_HOST");
+    int err[2], out[2];
+    REQUIRE(pipe(err) == 0);
+    REQUIRE(pipe(out) == 0);
+    Death d;
+    d.pid = fork();
+    REQUIRE(d.pid >= 0);
+    if (d.pid == 0) {
+        dup2(err[1], 2);
+        dup2(out[1], 1);
+        setenv("LD_PRELOAD", shim.c_str(), 1);
+        unsetenv("FDNC_SHIM_LOG");
+        execl(exe.c_str(), "dying_host", how, static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    close(err[1]);
+    close(out[1]);
+    char buf[512];
+    if (read(out[0], buf, sizeof buf) > 0) outside(d.pid);
+    close(out[0]);
+    for (ssize_t k; (k = read(err[0], buf, sizeof buf)) > 0;)
+        d.said.append(buf, static_cast<size_t>(k));
+    close(err[0]);
+    REQUIRE(waitpid(d.pid, &d.status, 0) == d.pid);
+    return d;
+}
+
+TEST_CASE("A process the shim lives in reports a fatal signal, who sent it, and still dies of it") {
+    SECTION("a signal sent from outside names the sender's pid") {
+        Death d = run_dying_host("signal", [](pid_t pid) { kill(pid, SIGTERM); });
+        INFO(d.said);
+        CHECK(WIFSIGNALED(d.status));
+        CHECK(WTERMSIG(d.status) == SIGTERM);
+        CHECK(d.said.find("pid " + std::to_string(d.pid) + " got a fatal signal: Terminated") != std::string::npos);
+        CHECK(d.said.find("sent by pid " + std::to_string(getpid()) + ")") != std::string::npos);
+    }
+    SECTION("a trap instruction: SIGILL with its address and a backtrace") {
+        Death d = run_dying_host("ill", [](pid_t) {});
+        INFO(d.said);
+        CHECK(WIFSIGNALED(d.status));
+        CHECK(WTERMSIG(d.status) == SIGILL);
+        CHECK(d.said.find("got a fatal signal: Illegal instruction") != std::string::npos);
+        CHECK(d.said.find("address 0x") != std::string::npos);
+        CHECK(d.said.find("dying_host") != std::string::npos); // the backtrace names the program
+    }
+    SECTION("a stack overflow on the main thread is still reported (alternate signal stack)") {
+        if (kSanitized) return; // the sanitizer's SIGSEGV handler answers, as it should
+        Death d = run_dying_host("overflow", [](pid_t) {});
+        INFO(d.said);
+        CHECK(WIFSIGNALED(d.status));
+        CHECK(WTERMSIG(d.status) == SIGSEGV);
+        CHECK(d.said.find("got a fatal signal: Segmentation fault") != std::string::npos);
+    }
+}
+
 // ---- device enumeration: what libdrm (drmGetDevice2) and Mesa's loader read about the node ------
 
 TEST_CASE("drmGetDevice2 finds the node as a platform device with a render node (libdrm enumeration)") {

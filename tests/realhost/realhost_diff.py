@@ -219,10 +219,10 @@ def wait_socket(path, proc=None, timeout=10.0):
     return False
 
 
-def start_hostsim(a, era, tmp, gpu_us):
-    sock = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.sock")
-    klog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.kernel.log")
-    slog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}.stderr")
+def start_hostsim(a, era, tmp, gpu_us, n=0):
+    sock = os.path.join(tmp, f"hostsim-{era}-{gpu_us}-{n}.sock")
+    klog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}-{n}.kernel.log")
+    slog = os.path.join(tmp, f"hostsim-{era}-{gpu_us}-{n}.stderr")
     err = open(slog, "w")
     proc = subprocess.Popen([a.hostsim, "--socket", sock, "--era", era, "--gpu-us", str(gpu_us), "--kernel-log", klog],
                             stdout=subprocess.DEVNULL, stderr=err)
@@ -231,10 +231,10 @@ def start_hostsim(a, era, tmp, gpu_us):
     return Server("hostsim", proc.pid, sock, klog, slog, proc)
 
 
-def start_real(a, era, tmp, gpu_us):
-    sock = os.path.join(tmp, f"real-{era}-{gpu_us}.sock")
-    klog = os.path.join(tmp, f"real-{era}-{gpu_us}.shim.log")
-    slog = os.path.join(tmp, f"real-{era}-{gpu_us}.server.log")
+def start_real(a, era, tmp, gpu_us, n=0):
+    sock = os.path.join(tmp, f"real-{era}-{gpu_us}-{n}.sock")
+    klog = os.path.join(tmp, f"real-{era}-{gpu_us}-{n}.shim.log")
+    slog = os.path.join(tmp, f"real-{era}-{gpu_us}-{n}.server.log")
     env = dict(os.environ, FDNC_VIRGL_TEST_SERVER=a.server)
     cmd = ["bash", a.start_server, "--socket", sock, "--era", era, "--log", klog, "--server-log", slog,
            "--shim", a.shim, "--fence-delay-us", str(gpu_us)]
@@ -243,6 +243,15 @@ def start_real(a, era, tmp, gpu_us):
         raise RuntimeError(f"start-server.sh failed: {r.stderr.strip()}")
     pid = int(r.stdout.strip().splitlines()[-1])
     return Server("real", pid, sock, klog, slog)
+
+
+def settle(a, hosts):
+    """A first client opens whatever a server opens lazily (the shim's log); the fd count after it
+    has left is the idle count every later client must return to."""
+    for h in hosts:
+        run_client([a.info, "vtest:" + h.socket], timeout=60)
+        time.sleep(0.2)
+        h.idle_fds = fd_count(h.pid)
 
 
 def run_client(cmd, env=None, timeout=300):
@@ -354,6 +363,7 @@ def main():
 
     results = []
     failed = 0
+    restarts = 0
     runs = [(era, 0, False) for era in a.eras.split(",")] + [("classic", 300000, True)]
     with tempfile.TemporaryDirectory(prefix="fdnc-realhost-") as tmp:
         for era, gpu_us, slow in runs:
@@ -363,15 +373,25 @@ def main():
                 log(f"realhost: {e}")
                 return 2
             try:
-                # A first client opens whatever a server opens lazily (the shim's log); the fd count
-                # after it has left is the idle count every later client must return to.
-                for h in hosts:
-                    run_client([a.info, "vtest:" + h.socket], timeout=60)
-                    time.sleep(0.2)
-                    h.idle_fds = fd_count(h.pid)
+                settle(a, hosts)
                 log(f"== era {era}" + (f", {gpu_us} us GPU time per submit" if gpu_us else "") +
                     f" (idle fds: hostsim {hosts[0].idle_fds}, real {hosts[1].idle_fds})")
                 for label, run in scenarios(a, slow):
+                    if any(fd_count(h.pid) < 0 for h in hosts):
+                        # A host died in the scenario before (it failed there, with the host's
+                        # last words): the next scenarios get fresh hosts, so one death fails one
+                        # scenario instead of every later one.
+                        for h in hosts:
+                            h.stop()
+                        restarts += 1
+                        try:
+                            hosts = [start_hostsim(a, era, tmp, gpu_us, restarts),
+                                     start_real(a, era, tmp, gpu_us, restarts)]
+                        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+                            log(f"realhost: restarting the hosts: {e}")
+                            return 2
+                        settle(a, hosts)
+                        log(f"   (hosts restarted; idle fds: hostsim {hosts[0].idle_fds}, real {hosts[1].idle_fds})")
                     obs = {}
                     for h in hosts:
                         sl = LogSlice(h.kernel_log)
@@ -396,6 +416,7 @@ def main():
                             problems.append(f"{kind}: fd count {ob['fds']} after the client left, idle {idle}")
                         if ob["fds"] < 0:  # the server is gone: say what it said last
                             h = hosts[0] if kind == "hostsim" else hosts[1]
+                            time.sleep(0.2)  # start-server.sh's watcher appends how it ended
                             problems.append(f"{kind}: the server died; its last words:")
                             problems += ["  " + l for l in tail_of(h.server_log, 15)]
                     for k, n in obs["real"]["view"].probe_failures.items():
