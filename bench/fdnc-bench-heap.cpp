@@ -86,14 +86,35 @@ constexpr uint64_t kWindow = 100000;
 
 // ---- allocators under test -------------------------------------------------------------------
 
+// Each allocator hands out a Handle (what its caller keeps to free the range), `none` when it
+// failed; valid() tells them apart.
+
+// IovaHeap through its handle API (allocate/release: no address lookup on free), the way
+// OffsetAllocator is used through its Allocation handles.
 class Fdnc {
 public:
+    using Handle = fdnc::IovaHeap::Allocation;
+    static constexpr Handle none() { return {}; }
+    static bool valid(const Handle& h) { return h.block != 0; }
     Fdnc() : heap_(kStart, kSize) {}
-    std::optional<uint64_t> alloc(uint64_t size, uint64_t align) {
-        return heap_.alloc(size, align);
-    }
-    void free(uint64_t iova) { heap_.free(iova); }
+    Handle alloc(uint64_t size, uint64_t align) { return heap_.allocate(size, align).value_or(none()); }
+    void free(const Handle& h) { heap_.release(h); }
     static const char* name() { return "fdnc"; }
+
+private:
+    fdnc::IovaHeap heap_;
+};
+
+// IovaHeap through its by-address API (alloc/free(iova), with its iova -> block hash).
+class FdncByAddress {
+public:
+    using Handle = uint64_t;
+    static constexpr Handle none() { return kNone; }
+    static bool valid(Handle h) { return h != kNone; }
+    FdncByAddress() : heap_(kStart, kSize) {}
+    Handle alloc(uint64_t size, uint64_t align) { return heap_.alloc(size, align).value_or(kNone); }
+    void free(Handle iova) { heap_.free(iova); }
+    static const char* name() { return "fdnc_by_address"; }
 
 private:
     fdnc::IovaHeap heap_;
@@ -102,9 +123,12 @@ private:
 // Exact best fit: free blocks by address (for merging) and by (size, address) (for the search).
 class BestFitMap {
 public:
+    using Handle = uint64_t;
+    static constexpr Handle none() { return kNone; }
+    static bool valid(Handle h) { return h != kNone; }
     BestFitMap() { insert_free(kStart, kSize); }
 
-    std::optional<uint64_t> alloc(uint64_t size, uint64_t align) {
+    Handle alloc(uint64_t size, uint64_t align) {
         size = (size + 4095) & ~uint64_t{4095};
         for (auto it = by_size_.lower_bound({size, 0}); it != by_size_.end(); ++it) {
             const auto [bsize, bstart] = *it;
@@ -120,7 +144,7 @@ public:
             live_.emplace(first, size);
             return first;
         }
-        return std::nullopt;
+        return kNone;
     }
 
     void free(uint64_t iova) {
@@ -234,24 +258,23 @@ template <class A>
 void churn(benchmark::State& state, uint64_t lo, uint64_t hi, uint32_t live_count,
            uint64_t warmup) {
     const auto requests = make_requests(1, lo, hi);
-    std::vector<uint64_t> live(live_count, kNone);
+    std::vector<typename A::Handle> live(live_count, A::none());
     MetaWindow meta;
     auto a = std::make_unique<A>();
     size_t req = 0;
     FastRng rng{0x9E3779B97F4A7C15ull};
     uint64_t failed = 0;
     auto pair = [&] {
-        uint64_t& slot = live[rng.below(live_count)];
-        if (slot != kNone)
+        auto& slot = live[rng.below(live_count)];
+        if (A::valid(slot))
             a->free(slot);
         const Request& r = requests[req++ & (kRequestTable - 1)];
-        const auto iova = a->alloc(r.size, r.align);
-        failed += !iova;
-        slot = iova.value_or(kNone);
+        slot = a->alloc(r.size, r.align);
+        failed += !A::valid(slot);
     };
     for (auto& slot : live) {
         const Request& r = requests[req++ & (kRequestTable - 1)];
-        slot = a->alloc(r.size, r.align).value_or(kNone);
+        slot = a->alloc(r.size, r.align);
     }
     for (uint64_t i = 0; i < warmup; ++i)
         pair();
@@ -357,17 +380,17 @@ void bm_w2(benchmark::State& state) {
     std::vector<size_t> frame_start;
     const int frames = kW2WarmupFrames + kW2FramesPerIteration * kW2Iterations;
     const std::vector<FrameOp> trace = make_frame_trace(2, frames, &frame_start);
-    std::vector<uint64_t> slots(trace.size(), kNone);
+    std::vector<typename A::Handle> slots(trace.size(), A::none());
     auto replay = [&](A& a, size_t from, size_t to, uint64_t* allocs) {
         for (size_t i = from; i < to; ++i) {
             const FrameOp& op = trace[i];
-            uint64_t& slot = slots[size_t(op.slot)];
+            auto& slot = slots[size_t(op.slot)];
             if (op.is_alloc) {
-                slot = a.alloc(op.req.size, op.req.align).value_or(kNone);
+                slot = a.alloc(op.req.size, op.req.align);
                 ++*allocs;
-            } else if (slot != kNone) {
+            } else if (A::valid(slot)) {
                 a.free(slot);
-                slot = kNone;
+                slot = A::none();
             }
         }
     };
@@ -410,7 +433,7 @@ void bm_w3(benchmark::State& state) {
     const uint64_t seed = uint64_t(state.range(0));
     const auto requests = make_requests(seed, 4 * KiB, 1 * MiB);
     const uint64_t target = kSize / 100 * 95;
-    std::vector<std::pair<uint64_t, uint64_t>> live;  // iova, size
+    std::vector<std::pair<typename A::Handle, uint64_t>> live;  // handle, size
     live.reserve(size_t{1} << 16);
     uint64_t live_bytes = 0;
     size_t req = 0;
@@ -433,8 +456,8 @@ void bm_w3(benchmark::State& state) {
             free_random();
         bool counted = false;
         for (;;) {
-            if (const auto iova = a->alloc(r.size, r.align)) {
-                live.push_back({*iova, r.size});
+            if (const auto h = a->alloc(r.size, r.align); A::valid(h)) {
+                live.push_back({h, r.size});
                 live_bytes += r.size;
                 return;
             }
@@ -471,7 +494,7 @@ void bm_w3(benchmark::State& state) {
     state.counters["live"] = double(live.size());
 }
 
-// Both allocators are registered per workload, side by side, so each ratio compares runs made
+// The allocators are registered per workload, side by side, so each ratio compares runs made
 // close together in time (use --benchmark_enable_random_interleaving with repetitions too).
 template <class A>
 void register_workload(int w) {
@@ -500,6 +523,7 @@ void register_workload(int w) {
 int main(int argc, char** argv) {
     for (int w = 1; w <= 4; ++w) {
         register_workload<Fdnc>(w);
+        register_workload<FdncByAddress>(w);
         register_workload<BestFitMap>(w);
     }
     benchmark::Initialize(&argc, argv);

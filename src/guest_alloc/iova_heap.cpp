@@ -47,10 +47,6 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     end_unit_ = static_cast<uint32_t>(end - base_unit_);
     tight_units_ = end_unit_ - end_unit_ / 8;
 
-    buckets_.assign(size_t{1} << kInitialBucketBits, kNil);
-    bucket_shift_ = 32 - kInitialBucketBits;
-    hash_limit_ = hash_limit(buckets_.size());
-
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
     nodes_[kNil].page = kNoUnit;  // matches no unit: a hash chain or list ends without a test
     sentinel_ = new_node();
@@ -67,7 +63,7 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
 void IovaHeap::reserve(uint32_t live_ranges) {
     // Each live range can have one free block beside it.
     nodes_.reserve(size_t{2} * live_ranges + 2);
-    while (buckets_.size() < live_ranges)
+    while (indexed_ && buckets_.size() < live_ranges)
         hash_grow();
 }
 
@@ -162,6 +158,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
 
 FDNC_HOT_INLINE void IovaHeap::release_node(uint32_t n) {
     nodes_[n].link_next = pool_free_;
+    nodes_[n].link_prev = kPooled;  // a stale handle to it is refused (release())
     pool_free_ = n;
 }
 
@@ -254,7 +251,7 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
     return live;
 }
 
-// Turns [first, first + units) of free block n (in list `bin`) into a live range; returns first.
+// Turns [first, first + units) of free block n (in list `bin`) into a live range; returns its node.
 template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first, uint32_t units) {
     const uint32_t end = first + units;
@@ -273,11 +270,10 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first
         remove_free(n, bin);
         live = carve<kMaybeTight>(n, first, units);
     }
-    hash_insert(live);
     ++live_ranges_;
     live_units_ += units;
     peak_live_units_ = std::max(peak_live_units_, live_units_);
-    return first;
+    return live;
 }
 
 // take() for the short path: n is the head of list `bin`, the range starts at n's first unit and
@@ -313,26 +309,25 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take_head(uint32_t n, unsigned bin, uint32_t 
         nodes[n].next = tail;
         insert_free<false>(tail, hi - end);
     }
-    hash_insert(live);
     ++live_ranges_;
     live_units_ += units;
     peak_live_units_ = std::max(peak_live_units_, live_units_);
-    return first;
+    return live;
 }
 
 // ---- alloc / free --------------------------------------------------------------------------
 
-std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
+FDNC_HOT_INLINE uint32_t IovaHeap::alloc_block(uint64_t size, uint64_t align) {
     // size - 1 wraps for size 0; one branch for every invalid request.
     const unsigned shift = unit_shift_;
     // align ^ (align - 1) exceeds align - 1 exactly for powers of two.
     if ((size - 1 >= this->size()) | ((align ^ (align - 1)) <= align - 1)) [[unlikely]] {
         ++failed_allocs_;
-        return std::nullopt;
+        return kNil;
     }
     const uint32_t units = static_cast<uint32_t>(((size - 1) >> shift) + 1);
     const uint64_t mask = (align - 1) >> shift;  // 0 for alignments up to the unit
-    uint32_t first = kNoUnit;
+    uint32_t live = kNil;
     if (mask == 0 && !nearly_full()) {
         // The common case, kept short: the head of the request's own class if it is long enough
         // (below 32 units always: an exact fit), else the head of the first non-empty class
@@ -342,20 +337,37 @@ std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
         const bool exact_hit = head != kNil && (units < kSlCount || block_units(head) >= units);
         if (const unsigned bin = exact_hit ? exact : first_bin_from(bin_round_up(units));
             bin != kBinCount) {
-            first = take_head(bin_head_[bin], bin, units);
+            live = take_head(bin_head_[bin], bin, units);
         }
     }
-    if (first == kNoUnit)
-        first = alloc_slow(units, mask);
-    if (first == kNoUnit) {
+    if (live == kNil)
+        live = alloc_slow(units, mask);
+    if (live == kNil)
         ++failed_allocs_;
+    return live;
+}
+
+std::optional<IovaHeap::Allocation> IovaHeap::allocate(uint64_t size, uint64_t align) {
+    const uint32_t n = alloc_block(size, align);
+    if (n == kNil)
         return std::nullopt;
-    }
-    return (base_unit_ + first) << shift;
+    if (indexed_) [[unlikely]]  // the by-address API was used too: keep its index whole
+        hash_insert(n);
+    return Allocation{(base_unit_ + page(n)) << unit_shift_, n};
+}
+
+std::optional<uint64_t> IovaHeap::alloc(uint64_t size, uint64_t align) {
+    if (!indexed_) [[unlikely]]
+        build_index();
+    const uint32_t n = alloc_block(size, align);
+    if (n == kNil)
+        return std::nullopt;
+    hash_insert(n);
+    return (base_unit_ + page(n)) << unit_shift_;
 }
 
 // Aligned requests, a nearly full heap, and whatever the short path did not find: the probing
-// steps (1)-(4) of the header. Returns the first unit taken, or kNoUnit.
+// steps (1)-(4) of the header. Returns the live node, or kNil.
 uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
     // Where block n can hold the request: its first aligned unit, or kNoUnit.
     auto fit = [&](uint32_t n) -> uint32_t {
@@ -402,7 +414,7 @@ uint32_t IovaHeap::alloc_slow(uint32_t units, uint64_t mask) {
                 return take<true>(n, bin, first, units);
         }
     }
-    return kNoUnit;
+    return kNil;
 }
 
 bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
@@ -427,7 +439,9 @@ bool IovaHeap::alloc_at(uint64_t iova, uint64_t size) {
                     ++failed_allocs_;
                     return false;
                 }
-                take<true>(n, bin_of(hi - lo), first, units);
+                const uint32_t live = take<true>(n, bin_of(hi - lo), first, units);
+                if (indexed_)
+                    hash_insert(live);
                 return true;
             }
         }
@@ -442,7 +456,41 @@ bool IovaHeap::bad_free() {
     return false;
 }
 
+void IovaHeap::release(Allocation a) {
+    const uint32_t unit = unit_of(a.iova);
+    const uint32_t n = a.block;
+    // A handle names a live block that starts at its iova; anything else (forged, already
+    // released, from another heap) is a bad free. Node 0 and pooled nodes never pass.
+    if (n >= nodes_.size() || unit == kNoUnit || nodes_[n].page != unit ||
+        nodes_[n].link_prev < kLiveAboveFree) [[unlikely]] {
+        bad_free();
+        return;
+    }
+    if (indexed_) [[unlikely]]
+        hash_unlink(n, unit);
+    free_block(n, unit);
+}
+
+uint64_t IovaHeap::allocation_size(Allocation a) const {
+    const uint32_t unit = unit_of(a.iova);
+    const uint32_t n = a.block;
+    if (n >= nodes_.size() || unit == kNoUnit || nodes_[n].page != unit || nodes_[n].link_prev < kLiveAboveFree)
+        return 0;
+    return uint64_t{block_units(n)} << unit_shift_;
+}
+
+void IovaHeap::hash_unlink(uint32_t n, uint32_t unit) {
+    for (uint32_t* link = &buckets_[bucket_of(unit)];; link = &nodes_[*link].link_next) {
+        if (*link == n) {
+            *link = nodes_[n].link_next;
+            return;
+        }
+    }
+}
+
 void IovaHeap::free(uint64_t iova) {
+    if (!indexed_) [[unlikely]]
+        build_index();
     // One walk of the hash chain both finds the node and unlinks it.
     const uint32_t unit = unit_of(iova);
     if (unit == kNoUnit) {
@@ -480,6 +528,11 @@ void IovaHeap::free(uint64_t iova) {
         }
         *link = nodes[n].link_next;
     }
+    free_block(n, unit);
+}
+
+// Live block n (starting at `unit`, out of the address index if there is one) becomes free.
+FDNC_HOT_INLINE void IovaHeap::free_block(uint32_t n, uint32_t unit) {
     --live_ranges_;
 
     // Immediate coalescing: a free block never has a free neighbour. A merged block keeps the
@@ -554,7 +607,7 @@ bool IovaHeap::check_invariants() const {
                 return false;
             ++free_blocks;
         } else {
-            if (find_live((base_unit_ + page(n)) << unit_shift_) != n)
+            if (indexed_ && find_live((base_unit_ + page(n)) << unit_shift_) != n)
                 return false;
             const uint32_t below = nodes_[n].prev;
             if (nodes_[n].link_prev != live_mark(below != kNil && is_free(below)))
@@ -608,6 +661,14 @@ uint32_t IovaHeap::find_live(uint64_t iova) const {
     const uint32_t unit = unit_of(iova);
     if (unit == kNoUnit)
         return kNil;
+    if (!indexed_) {
+        // Only the handle API has been used, so there is no index: walk the blocks (O(blocks)).
+        for (uint32_t n = nodes_[sentinel_].prev; n != kNil; n = nodes_[n].prev) {
+            if (page(n) <= unit)
+                return page(n) == unit && !is_free(n) ? n : kNil;
+        }
+        return kNil;
+    }
     for (uint32_t n = buckets_[bucket_of(unit)]; n != kNil; n = nodes_[n].link_next) {
         if (page(n) == unit)  // chains hold live nodes only
             return n;
@@ -615,12 +676,31 @@ uint32_t IovaHeap::find_live(uint64_t iova) const {
     return kNil;
 }
 
+// Called after take() counted n among the live ranges.
 FDNC_HOT_INLINE void IovaHeap::hash_insert(uint32_t n) {
-    if (live_ranges_ >= hash_limit_)
+    if (live_ranges_ > hash_limit_)
         hash_grow();
     uint32_t& head = buckets_[bucket_of(page(n))];
     nodes_[n].link_next = head;
     head = n;
+}
+
+// The first by-address call: index every live block (O(blocks), once).
+[[gnu::noinline]] void IovaHeap::build_index() {
+    indexed_ = true;
+    unsigned bits = kInitialBucketBits;
+    while (hash_limit(size_t{1} << bits) < live_ranges_)
+        ++bits;
+    buckets_.assign(size_t{1} << bits, kNil);
+    bucket_shift_ = 32 - bits;
+    hash_limit_ = hash_limit(buckets_.size());
+    for (uint32_t n = nodes_[sentinel_].prev; n != kNil; n = nodes_[n].prev) {
+        if (!is_free(n)) {
+            uint32_t& head = buckets_[bucket_of(page(n))];
+            nodes_[n].link_next = head;
+            head = n;
+        }
+    }
 }
 
 void IovaHeap::hash_grow() {

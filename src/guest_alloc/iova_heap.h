@@ -44,17 +44,21 @@
 // insert), so allocations gather low and the high blocks stay whole. At 95 % this is what keeps
 // failed requests near best fit's.
 //
-// Free. A hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
+// Free. The handle API (allocate/release) names the block in the handle it returns, so a release
+// is O(1) with no lookup: the block's node index is checked against the iova and used. The
+// by-address API (alloc/free(iova)) needs an index from iova to node: a hash table (bucket heads, chained through the live nodes' link_next, load factor 1/2
 // to 1, doubled when the live ranges reach the bucket count; up to 2 while the table is at most
-// 64 buckets, whose chains stay in L1) maps an iova to its node. Node 0's page is kNoUnit, so a
+// 64 buckets, whose chains stay in L1) maps an iova to its node. It is built on the first
+// by-address call (walking the blocks once) and kept from then on by both APIs; a heap used only
+// through handles never has one, which is both its speed and its metadata. Node 0's page is kNoUnit, so a
 // chain walk compares pages only and tests for its end only after a mismatch. The block
 // merges with a free neighbour below and/or above at once, so two free blocks are never adjacent
 // and an empty heap is one block again; the merged block keeps the neighbour's node, and its
 // list place when its class does not change.
 //
-// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range) plus 2-8 bytes of
-// buckets per live range: 27-32 B per live range measured in W1, W3 and W4 at 100-100k live
-// (bench/README.md); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
+// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range), plus, with the
+// address index, 2-8 bytes of buckets per live range (bench/README.md has the measured bytes per
+// live range); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
 #pragma once
 
 #include <cstdint>
@@ -87,9 +91,28 @@ public:
     IovaHeap(IovaHeap&&) noexcept = default;
     IovaHeap& operator=(IovaHeap&&) noexcept = default;
 
-    // Returns an iova in range aligned to `align`, or nullopt (counted in failed_allocs) when the
-    // request is invalid (size 0, align not a power of two) or no free block fits. Sizes are
-    // rounded up to whole units; alignments below the unit are raised to it.
+    // A live allocation as the handle API hands it out: its iova and the heap's name for its
+    // block. Keep it to release the range; block 0 is never a live block.
+    struct Allocation {
+        uint64_t iova = 0;
+        uint32_t block = 0;
+    };
+
+    // Returns a range in the heap aligned to `align`, or nullopt (counted in failed_allocs) when
+    // the request is invalid (size 0, align not a power of two) or no free block fits. Sizes are
+    // rounded up to whole units; alignments below the unit are raised to it. The fast API: with
+    // release() it needs no address index.
+    std::optional<Allocation> allocate(uint64_t size, uint64_t align = kPageSize);
+    // Frees what allocate() returned, O(1). A handle that does not name a live block starting at
+    // its iova (released already, forged) is counted in bad_frees and changes nothing (strict
+    // mode also asserts). A block released and handed out again at the same iova is the new
+    // allocation's, as with free(iova).
+    void release(Allocation a);
+    // Unit-rounded size of the allocation, 0 if the handle does not name a live block.
+    uint64_t allocation_size(Allocation a) const;
+
+    // The by-address API: the same allocation as allocate(), returning only the iova; the heap
+    // keeps an iova -> block hash for free(iova), built on the first by-address call.
     std::optional<uint64_t> alloc(uint64_t size, uint64_t align = kPageSize);
 
     // Reserves exactly [iova, iova + size rounded up to units) as one live allocation (replaying a
@@ -103,6 +126,8 @@ public:
     // untouched; in strict mode (the default in builds without NDEBUG) it also asserts.
     void free(uint64_t iova);
 
+    // By-address queries. O(1) once the address index exists (any by-address call builds it);
+    // on a heap used only through handles they walk the blocks, O(blocks).
     bool is_live(uint64_t iova) const { return find_live(iova) != kNil; }
     bool owns(uint64_t iova) const { return is_live(iova); }
     // Unit-rounded size of a live allocation, 0 if `iova` is not live.
@@ -128,6 +153,7 @@ private:
     // free() knows whether to merge down without reading that block.
     static constexpr uint32_t kLive = 0xfffffffeu;
     static constexpr uint32_t kLiveAboveFree = 0xfffffffdu;
+    static constexpr uint32_t kPooled = 0xfffffffcu;  // link_prev of a node in the free-node pool
     static constexpr unsigned kSlBits = 5;
     static constexpr unsigned kSlCount = 1u << kSlBits;
     static constexpr unsigned kFlCount = 32;
@@ -139,7 +165,7 @@ private:
     struct Node {
         uint32_t link_next;  // free: size-class list; live: hash chain; pooled: node free list
         uint32_t page;       // first unit, relative to the range start
-        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree
+        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree; pooled: kPooled
         uint32_t next;       // neighbour above (the sentinel for the last block)
         uint32_t prev;       // neighbour below (kNil for the first block)
     };
@@ -181,17 +207,22 @@ private:
     template <bool kMaybeTight>
     uint32_t take(uint32_t n, unsigned bin, uint32_t first, uint32_t units);
     uint32_t take_head(uint32_t n, unsigned bin, uint32_t units);
+    uint32_t alloc_block(uint64_t size, uint64_t align);  // the live node, or kNil
     uint32_t alloc_slow(uint32_t units, uint64_t mask);
+    void free_block(uint32_t n, uint32_t unit);
     uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
 
     uint32_t find_live(uint64_t iova) const;
     size_t bucket_of(uint32_t unit) const;
+    void build_index();
     void hash_insert(uint32_t n);
+    void hash_unlink(uint32_t n, uint32_t unit);
     void hash_grow();
     bool bad_free();
 
     std::vector<Node> nodes_;
     uint32_t pool_free_ = kNil;
+    bool indexed_ = false;  // the by-address API has been used: buckets_ index every live block
     std::vector<uint32_t> buckets_;
     unsigned bucket_shift_ = 32;
     uint64_t hash_limit_ = 0;  // live ranges the buckets take before they double (load <= 1)

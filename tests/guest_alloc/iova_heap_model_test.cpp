@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -65,15 +66,31 @@ uint64_t log_uniform(std::mt19937_64& rng, uint64_t lo, uint64_t hi) {
     return uint64_t(std::exp2(d(rng)));
 }
 
-// One seeded run: random allocs (random sizes/alignments), random frees, bad frees.
-void run_differential(uint64_t seed, uint64_t start, uint64_t size, int steps, uint64_t max_alloc) {
+// How a run drives the heap: by address (alloc/free(iova)), by handle (allocate/release), or by
+// handle with by-address calls mixed in from the middle of the run (the address index is built
+// then and both APIs must keep it right).
+enum class Api { kAddress, kHandle, kMixed };
+
+// One seeded run: random allocs (random sizes/alignments), random frees, bad frees. A twin heap
+// driven by address gets the same requests: whatever the API, every decision is the same.
+void run_differential(uint64_t seed, uint64_t start, uint64_t size, int steps, uint64_t max_alloc,
+                      Api api = Api::kAddress) {
     std::mt19937_64 rng(seed);
-    IovaHeap heap(start, size);
+    IovaHeap heap(start, size), twin(start, size);
     heap.set_strict(false);
+    twin.set_strict(false);
     Model model{heap.start(), heap.start() + heap.size(), {}, 0};
-    std::vector<uint64_t> live;
+    std::vector<IovaHeap::Allocation> live;
+    std::vector<IovaHeap::Allocation> released;  // stale handles
     uint64_t bad_frees = 0;
     const uint64_t aligns[] = {kPage, kPage, kPage, 16 * kPage, 64 * kPage, 512 * kPage};
+    auto by_handle = [&](int step) { return api == Api::kHandle || (api == Api::kMixed && (step < steps / 2 || step % 2)); };
+    // Whether h may name a live block: a live range at its iova with the same block, or one
+    // allocated by address (whose block the test does not know).
+    auto is_live_handle = [&](IovaHeap::Allocation h) {
+        return std::any_of(live.begin(), live.end(),
+                           [&](auto l) { return l.iova == h.iova && (l.block == h.block || l.block == 0); });
+    };
 
     for (int step = 0; step < steps; ++step) {
         const unsigned op = rng() % 16;
@@ -81,12 +98,22 @@ void run_differential(uint64_t seed, uint64_t start, uint64_t size, int steps, u
             const uint64_t bytes = log_uniform(rng, 1, max_alloc);
             const uint64_t align = aligns[rng() % std::size(aligns)];
             const uint64_t rounded = (bytes + kPage - 1) / kPage * kPage;
-            const auto a = heap.alloc(bytes, align);
+            std::optional<IovaHeap::Allocation> a;
+            if (by_handle(step)) {
+                a = heap.allocate(bytes, align);
+            } else if (const auto iova = heap.alloc(bytes, align)) {
+                a = IovaHeap::Allocation{*iova, 0};
+            }
+            const auto expected = twin.alloc(bytes, align);
+            REQUIRE(a.has_value() == expected.has_value());
             if (a) {
-                REQUIRE(*a % align == 0);
-                REQUIRE(model.fits(*a, rounded));
-                REQUIRE(heap.allocation_size(*a) == rounded);
-                model.live.emplace(*a, rounded);
+                REQUIRE(a->iova == *expected);
+                REQUIRE(a->iova % align == 0);
+                REQUIRE(model.fits(a->iova, rounded));
+                REQUIRE(heap.allocation_size(a->iova) == rounded);
+                if (a->block != 0)
+                    REQUIRE(heap.allocation_size(*a) == rounded);
+                model.live.emplace(a->iova, rounded);
                 model.peak = std::max(model.peak, model.live_bytes());
                 live.push_back(*a);
             } else {
@@ -97,16 +124,43 @@ void run_differential(uint64_t seed, uint64_t start, uint64_t size, int steps, u
             }
         } else if (op < 15) {
             const size_t i = rng() % live.size();
-            heap.free(live[i]);
-            model.live.erase(live[i]);
+            // A range allocated by address has no handle; one allocated by handle may be freed
+            // either way once the index exists.
+            if (live[i].block != 0 && (by_handle(step) || api == Api::kHandle)) {
+                heap.release(live[i]);
+                released.push_back(live[i]);
+            } else {
+                heap.free(live[i].iova);
+            }
+            twin.free(live[i].iova);
+            model.live.erase(live[i].iova);
             live[i] = live.back();
             live.pop_back();
+        } else if (by_handle(step) && rng() % 2) {
+            // A bad release: a stale handle, or a forged one (a live iova with a wrong block, a
+            // block number past the pool, block 0).
+            IovaHeap::Allocation h{};
+            const unsigned kind = rng() % 4;
+            if (kind == 0 && !released.empty()) {
+                h = released[rng() % released.size()];
+            } else if (kind == 1 && !live.empty()) {
+                h = live[rng() % live.size()];
+                h.block += 1 + rng() % 3;
+            } else if (kind == 2) {
+                h = {model.start, 1u << 30};
+            } else {
+                h = {model.start, 0};
+            }
+            if (!is_live_handle(h)) {
+                heap.release(h);
+                ++bad_frees;
+            }
         } else {
             // A bad free: a dead, interior or foreign address.
             uint64_t addr = model.start + (rng() % (model.end - model.start)) / kPage * kPage;
             if (rng() % 2)
                 addr += 1 + rng() % (kPage - 1);
-            if (!model.live.count(addr)) {
+            if (!model.live.count(addr) && !by_handle(step)) {
                 heap.free(addr);
                 ++bad_frees;
             }
@@ -115,12 +169,15 @@ void run_differential(uint64_t seed, uint64_t start, uint64_t size, int steps, u
     }
     REQUIRE(heap.stats().bad_frees == bad_frees);
 
-    for (uint64_t a : live)
-        heap.free(a);
+    for (const auto& a : live) {
+        if (a.block != 0) heap.release(a);
+        else heap.free(a.iova);
+    }
     const auto s = heap.stats();
     CHECK(s.live_ranges == 0);
     CHECK(s.largest_free == heap.size());
     CHECK(s.free_bytes == heap.size());
+    CHECK(s.bad_frees == bad_frees);
 }
 
 }  // namespace
@@ -142,6 +199,24 @@ TEST_CASE("A nearly full small heap agrees with the model under pressure", "[iov
 TEST_CASE("A heap whose start is not aligned to the large alignments agrees with the model",
           "[iova_heap][model]") {
     run_differential(99, 0x1'0000'0000ull - 5 * kPage, 32ull << 20, 3000, 2 << 20);
+}
+
+TEST_CASE("The handle API makes the same decisions as the address API and refuses bad handles",
+          "[iova_heap][model]") {
+    for (uint64_t seed : {11u, 12u}) {
+        INFO("seed " << seed);
+        run_differential(seed, 0x1'0000'0000ull, 64ull << 20, 4000, 1 << 20, Api::kHandle);
+        run_differential(seed, 0x1'0000'0000ull + 3 * kPage, 4ull << 20, 4000, 256 << 10, Api::kHandle);
+    }
+}
+
+TEST_CASE("Handles and addresses mixed: the address index built mid-run stays right",
+          "[iova_heap][model]") {
+    for (uint64_t seed : {21u, 22u}) {
+        INFO("seed " << seed);
+        run_differential(seed, 0x1'0000'0000ull, 64ull << 20, 4000, 1 << 20, Api::kMixed);
+        run_differential(seed, 0x1'0000'0000ull + 3 * kPage, 4ull << 20, 4000, 256 << 10, Api::kMixed);
+    }
 }
 
 TEST_CASE("Many live ranges keep their sizes through hash growth", "[iova_heap][model]") {
