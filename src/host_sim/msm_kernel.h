@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "host_sim/backing_pool.h"
 #include "virtio_proto/msm_uapi.h"
 
 namespace fdnc::host {
@@ -89,6 +90,17 @@ struct KernelConfig {
     // When set, each submit's execution time instead (varying GPU load); called under the
     // kernel lock, so a plain seeded generator inside is safe.
     std::function<uint64_t()> gpu_exec_us_fn;
+    // RealTime clock: a submit that is due at once (no GPU time, ring idle) retires inside GEM_SUBMIT, on the
+    // submitting thread, and queues no retire event: for an owner that checks retire state
+    // itself after each submit (MsmRenderer's fences are collected when they are created). It
+    // spares the GPU thread a wake-up per submit, and with it a futex wake and a reschedule
+    // that can land on the guest's CPU (the in-process bo_new tail, bench/README.md).
+    bool retire_at_submit = false;
+    // Freed objects' memory (never exported: no fd can still reach it) is kept in a BackingPool
+    // for the next object of its size instead of being unmapped (an IPI to every CPU the process
+    // runs on). For a model host in the guest's own process; the drm_shim's kernel, under the real
+    // virglrenderer, keeps the kernel's plain behaviour.
+    bool recycle_backings = false;
     uint64_t memory_limit = 1ull << 40;   // GEM_NEW beyond it -> -ENOMEM
     bool require_presumed = true;         // a bo entry with presumed == 0 counts as a fault
     // Called at each should_fail() point; return 0 to proceed or -errno to fail the ioctl there.
@@ -235,7 +247,7 @@ private:
     int injected_locked(KernelOp op, FileId f);
     uint64_t now_locked() const;
     void retire_due_locked(uint64_t now);
-    void retire_one_locked(Submit& s);
+    void retire_one_locked(Submit& s, bool event = true);
     void maybe_destroy_file_locked(FileId f);
     void reap_orphan_exports_locked();
     int ensure_backing_locked(Object& obj);
@@ -259,6 +271,7 @@ private:
     uint64_t manual_now_ = 0;
     uint64_t global_faults_ = 0;
     uint64_t memory_used_ = 0;
+    BackingPool spare_backings_{256, 1ull << 20, 32ull << 20};  // KernelConfig::recycle_backings
     std::vector<FaultRecord> fault_log_;
     std::vector<RetiredSubmit> events_;
     std::function<void(const std::vector<RetiredSubmit>&)> listener_;

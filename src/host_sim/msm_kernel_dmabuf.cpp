@@ -24,6 +24,15 @@ using namespace kernel_detail;
 int MsmKernel::ensure_backing_locked(Object& obj) {
     if (obj.map)
         return 0;
+    if (cfg_.recycle_backings) {
+        if (const auto spare = spare_backings_.take(obj.size)) {
+            obj.memfd = spare->memfd;
+            obj.map = spare->map;
+            obj.dev = spare->dev;
+            obj.ino = spare->ino;
+            return 0;
+        }
+    }
     int fd = memfd_create("fdnc-gem", MFD_CLOEXEC);
     if (fd < 0)
         return -errno;

@@ -193,6 +193,14 @@ int MsmKernel::gem_submit_call(FileId f, drm_msm_gem_submit& a, std::span<const 
         *submit_seq = s->seq;
     q->unretired[fence] = s.get();
     file->pending++;
+    if (cfg_.retire_at_submit && cfg_.clock == ClockMode::RealTime && ring_.empty() && s->due_us <= now) {
+        // Done the moment it is queued (no GPU time, nothing ahead): retired here, by the thread
+        // that submitted it, instead of waking the GPU thread for it. No event: the owner reads
+        // retire state itself (KernelConfig::retire_at_submit). Nobody can wait on this fence
+        // yet and every older one has retired, so nobody is woken either.
+        retire_one_locked(*s, false);
+        return 0;
+    }
     ring_.push_back(std::move(s));
     lk.unlock();
     cv_.notify_all();
@@ -246,7 +254,7 @@ uint64_t MsmKernel::now_us() const {
     return now_locked();
 }
 
-void MsmKernel::retire_one_locked(Submit& s) {
+void MsmKernel::retire_one_locked(Submit& s, bool event) {
     for (auto& bo : s.bos) {
         Object& o = *bo.obj;
         if (bo.flags & MSM_SUBMIT_BO_WRITE)
@@ -262,7 +270,8 @@ void MsmKernel::retire_one_locked(Submit& s) {
     }
     s.queue->unretired.erase(s.fence);
     retired_seq_ = s.seq;
-    events_.push_back({s.file, s.queue->id, s.fence, s.faulted});
+    if (event)
+        events_.push_back({s.file, s.queue->id, s.fence, s.faulted});
     // Drop the submit's object references last: freeing releases vmas (and checks other submits).
     for (auto& bo : s.bos)
         unref_locked(*bo.obj);

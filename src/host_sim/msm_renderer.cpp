@@ -40,6 +40,12 @@ const MsmRenderer::HandlerEntry MsmRenderer::kHandlers[MSM_CCMD_LAST] = {
 MsmRenderer::MsmRenderer(HostSimConfig cfg) : cfg_(std::move(cfg)) {
     auto hook = std::move(cfg_.kernel.fail_hook);
     cfg_.kernel.fail_hook = nullptr;
+    // Every submit's fence is collected when context_create_fence creates it (after the submit),
+    // so a submit retired inside GEM_SUBMIT needs no event.
+    cfg_.kernel.retire_at_submit = true;
+    // The renderer maps objects through the kernel (obj.map) and drops its mappings before the
+    // object goes, so a freed object's memory can be handed to the next one.
+    cfg_.kernel.recycle_backings = true;
     kernel_ = std::make_unique<MsmKernel>(cfg_.kernel);
     probe(); // before the fail hook: injected failures count guest-caused calls only
     kernel_->set_fail_hook(std::move(hook));

@@ -7,13 +7,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <condition_variable>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
+#include "util/ring_queue.h"
 #include "util/spin_mutex.h"
 #include "virtio_proto/virtgpu_uapi.h"
 
@@ -36,7 +36,9 @@ struct InprocTransport::Impl final : InprocGuest {
     struct Ring {
         uint64_t assigned = 0; // last point handed out
         uint64_t visible = 0;  // every point <= this is signaled as the guest sees it
-        std::deque<std::pair<uint64_t, Clock::time_point>> retiring; // retired, not visible yet
+        // Retired, not visible yet. Filled on the host thread, drained on the client's: a
+        // RingQueue keeps the memory where it was allocated (util/ring_queue.h).
+        RingQueue<std::pair<uint64_t, Clock::time_point>> retiring;
     };
     struct Blob {
         uint32_t res_id = 0;
@@ -58,6 +60,7 @@ struct InprocTransport::Impl final : InprocGuest {
     std::unordered_map<uint32_t, Blob> blobs;
     std::map<InprocFileKey, uint32_t> handle_by_file;
     uint32_t next_handle = 1;
+    std::vector<uint8_t> spare_cmd; // the next item's cmd buffer (InprocHostLink::post's spare)
     uint64_t host_waits = 0;
 
     // InprocGuest: a fence retired on the host; visible to the guest from visible_at.
@@ -65,7 +68,7 @@ struct InprocTransport::Impl final : InprocGuest {
         {
             std::lock_guard g(mu);
             if (ring >= rings.size()) return;
-            rings[ring].retiring.emplace_back(point, visible_at);
+            rings[ring].retiring.push_back({point, visible_at});
             refresh(rings[ring], Clock::now()); // keeps the list short when nobody waits on this ring
         }
         cv.notify_all(); // outside the lock: a woken waiter does not block on it again at once
@@ -151,13 +154,14 @@ int InprocTransport::create_blob(const BlobCreateArgs& args, uint32_t* handle) {
     if (!m.context_created) return -EINVAL;
     InprocItem it{};
     it.kind = InprocItem::Kind::CreateBlob;
+    it.cmd = std::move(m.spare_cmd); // a buffer the host is done with (InprocHostLink::post)
     it.cmd.assign(args.cmd.begin(), args.cmd.end());
     it.res_id = res_id;
     it.blob_mem = args.blob_mem;
     it.blob_flags = args.blob_flags;
     it.size = args.size;
     it.blob_id = args.blob_id;
-    if (int r = link_->post(std::move(it)); r < 0) return r;
+    if (int r = link_->post(std::move(it), &m.spare_cmd); r < 0) return r;
     const uint32_t h = m.next_handle++;
     m.blobs[h] = Impl::Blob{res_id, args.size};
     m.blobs[h].shmem = args.blob_id == 0;
@@ -182,6 +186,7 @@ int InprocTransport::execbuf(const ExecbufArgs& args, TransportFence* out_fence)
     if (args.ring_idx >= m.rings.size()) return -EINVAL; // also: no context yet
     InprocItem it{};
     it.kind = InprocItem::Kind::Execbuf;
+    it.cmd = std::move(m.spare_cmd);
     it.cmd.assign(args.cmd.begin(), args.cmd.end());
     it.ring = args.ring_idx;
     if (args.in_fence_fd >= 0) {
@@ -190,7 +195,7 @@ int InprocTransport::execbuf(const ExecbufArgs& args, TransportFence* out_fence)
     }
     Impl::Ring& ring = m.rings[args.ring_idx];
     if (args.fence_out) it.point = ring.assigned + 1;
-    if (int r = link_->post(std::move(it)); r < 0) return r;
+    if (int r = link_->post(std::move(it), &m.spare_cmd); r < 0) return r;
     if (args.fence_out) ++ring.assigned;
     if (out_fence) *out_fence = TransportFence{args.ring_idx, args.fence_out ? ring.assigned : 0};
     return 0;

@@ -133,8 +133,10 @@ public:
     // True once the host thread is stopping or gone; then every call is -EPIPE.
     virtual bool gone() const = 0;
 
-    // Queues an item; never waits. -EPIPE (and the item's in-fence closed) once gone().
-    virtual int post(InprocItem item) = 0;
+    // Queues an item; never waits. -EPIPE (and the item's in-fence closed) once gone(). With
+    // `spare`, an empty buffer the host is done with (a spent item's cmd, capacity kept) may be
+    // moved there for the caller's next item: memory stays on the thread that allocated it.
+    virtual int post(InprocItem item, std::vector<uint8_t>* spare = nullptr) = 0;
 
     // A round trip: the host runs fn in order with everything posted before; the answer is
     // visible rtt/2 after it ran. -EPIPE if the host goes away first. arms_stall: the call that
