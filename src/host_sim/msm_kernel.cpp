@@ -151,7 +151,7 @@ void MsmKernel::free_object_locked(Object& obj) {
     while (!obj.vmas.empty())
         remove_vma_locked(obj.vmas.begin()->first, obj, "object freed");
     const Backing backing{obj.memfd, obj.map, obj.size, obj.dev, obj.ino};
-    if (cfg_.recycle_backings && obj.map && !obj.exported)
+    if (cfg_.recycle_backings && obj.map && !obj.shared)
         spare_backings_.give(backing);
     else
         BackingPool::release(backing);

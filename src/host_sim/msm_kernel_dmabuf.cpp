@@ -66,6 +66,7 @@ int MsmKernel::prime_handle_to_fd_call(FileId f, uint32_t handle, int* fd) {
     int nfd = fcntl(obj->memfd, F_DUPFD_CLOEXEC, 0);
     if (nfd < 0)
         return -errno;
+    obj->shared = true;
     if (!obj->exported) {
         obj->exported = true;
         exported_.insert(obj->id);
@@ -181,6 +182,7 @@ int MsmKernel::cpu_map(FileId f, uint64_t offset, uint64_t len, int* fd, uint64_
     if (nfd < 0)
         return -errno;
     obj.refs++; // the mapping holds the object (and, before VM_BIND, its ranges: §12.3)
+    obj.shared = true; // a mapping of another process's: never reuse this memory
     *fd = nfd;
     *object_id = obj.id;
     return 0;

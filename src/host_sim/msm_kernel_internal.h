@@ -61,6 +61,9 @@ struct MsmKernel::Object {
     int memfd = -1;
     void* map = nullptr;
     bool exported = false;
+    // Ever exported: a mapping made through that fd can outlive every fd of it (the model frees
+    // the object once no fd is open), so its memory is never handed to another object.
+    bool shared = false;
     dev_t dev = 0;
     ino_t ino = 0;
 };
