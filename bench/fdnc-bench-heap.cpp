@@ -1,4 +1,6 @@
 // fdnc-bench-heap: IovaHeap against a best-fit std::map + std::set baseline (issue 17, W1-W4).
+// IovaHeap runs twice: through its handle API ("fdnc": allocate/release, no address index) and
+// through its by-address API ("fdnc_by_address": alloc/free(iova) with the iova -> block hash).
 //
 // The workloads follow issue 17's harness exactly, so the speed-ups over std::map best fit can be
 // compared with its table. Every workload runs on a 4 GiB range at 0x1_0000_0000; "log-uniform

@@ -17,7 +17,9 @@
 // model is stricter on purpose.)
 //
 // Locking: every public call takes one mutex. Retire notifications go to the listener without the
-// lock held, from advance()/retire_all() (manual clock) or the GPU thread (real-time clock).
+// lock held, from advance()/retire_all() (manual clock) or the GPU thread (real-time clock); with
+// KernelConfig::retire_at_submit a zero-time submit on an idle ring retires inside GEM_SUBMIT and
+// sends none (its owner reads retire state itself).
 #pragma once
 
 #include <condition_variable>
