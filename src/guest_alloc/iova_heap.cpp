@@ -456,27 +456,30 @@ bool IovaHeap::bad_free() {
     return false;
 }
 
-void IovaHeap::release(Allocation a) {
-    const uint32_t unit = unit_of(a.iova);
+// A handle names a live block that starts at its iova; anything else (forged, already released,
+// from another heap) is no block. Node 0 and pooled nodes never pass (kNoUnit, kPooled).
+FDNC_HOT_INLINE uint32_t IovaHeap::live_block(Allocation a) const {
     const uint32_t n = a.block;
-    // A handle names a live block that starts at its iova; anything else (forged, already
-    // released, from another heap) is a bad free. Node 0 and pooled nodes never pass.
-    if (n >= nodes_.size() || unit == kNoUnit || nodes_[n].page != unit ||
-        nodes_[n].link_prev < kLiveAboveFree) [[unlikely]] {
+    if (n - 1 >= nodes_.size() - 1 || nodes_[n].page != unit_of(a.iova) ||
+        nodes_[n].link_prev < kLiveAboveFree) [[unlikely]]  // n - 1 wraps for node 0
+        return kNil;
+    return n;
+}
+
+void IovaHeap::release(Allocation a) {
+    const uint32_t n = live_block(a);
+    if (n == kNil) [[unlikely]] {
         bad_free();
         return;
     }
     if (indexed_) [[unlikely]]
-        hash_unlink(n, unit);
-    free_block(n, unit);
+        hash_unlink(n, page(n));
+    free_block(n, page(n));
 }
 
 uint64_t IovaHeap::allocation_size(Allocation a) const {
-    const uint32_t unit = unit_of(a.iova);
-    const uint32_t n = a.block;
-    if (n >= nodes_.size() || unit == kNoUnit || nodes_[n].page != unit || nodes_[n].link_prev < kLiveAboveFree)
-        return 0;
-    return uint64_t{block_units(n)} << unit_shift_;
+    const uint32_t n = live_block(a);
+    return n == kNil ? 0 : uint64_t{block_units(n)} << unit_shift_;
 }
 
 void IovaHeap::hash_unlink(uint32_t n, uint32_t unit) {

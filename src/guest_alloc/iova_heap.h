@@ -213,6 +213,7 @@ private:
     uint32_t unit_of(uint64_t iova) const;  // kNoUnit unless a unit-aligned address in range
 
     uint32_t find_live(uint64_t iova) const;
+    uint32_t live_block(Allocation a) const;  // the handle's node if it names a live block, else kNil
     size_t bucket_of(uint32_t unit) const;
     void build_index();
     void hash_insert(uint32_t n);
