@@ -66,6 +66,7 @@ private:
     Device* dev_;
     std::atomic<int32_t> refcnt_{1};
     uint64_t iova_ = 0;
+    uint32_t iova_block_ = 0; // IovaHeap::Allocation::block of iova_ (0: allocated by address)
     uint64_t size_ = 0;       // bytes usable by the client
     uint64_t alloc_size_ = 0; // bytes of the host object / iova range (bucket size)
     uint32_t flags_ = 0;

@@ -144,7 +144,7 @@ public:
 private:
     Device(std::unique_ptr<Transport> transport, const DeviceOptions& opts);
     int init(std::string* error);
-    std::optional<uint64_t> alloc_iova(uint64_t size, uint64_t align, int* err,
+    std::optional<IovaHeap::Allocation> alloc_iova(uint64_t size, uint64_t align, int* err,
                                        std::optional<uint64_t> at = std::nullopt);
     void free_host_object(uint32_t handle, uint32_t res_id, bool has_iova);
     void release_iova(uint64_t iova);
@@ -152,6 +152,8 @@ private:
     void release_retired_locked();
     Bo* hand_out(Bo* bo, std::optional<uint64_t> size = std::nullopt); // the bo constructors' epilogue
     void flush_released_locked();
+    // A range alloc_iova handed out and nobody used (the bo was never made), back to the heap.
+    void release_range_locked(IovaHeap::Allocation range);
     void flush_released();
     uint32_t check_async_error();
     int host_assign_iova(Bo* bo); // IovaMode::Host

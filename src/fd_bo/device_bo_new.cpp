@@ -114,10 +114,12 @@ Bo* Device::bo_new_backing(uint64_t alloc_size, uint32_t flags, const char* name
     alloc_size = page_align(alloc_size);
     const uint32_t msm_flags = msm_flags_for(flags, caps_.u.msm.has_cached_coherent == 1);
     uint64_t iova = 0;
+    IovaHeap::Allocation range{};
     if (opts_.iova_mode == IovaMode::Guest) {
         auto r = alloc_iova(alloc_size, IovaHeap::kPageSize, err, at);
         if (!r) return nullptr;
-        iova = *r;
+        range = *r;
+        iova = range.iova;
     }
     uint32_t blob_id = next_blob_id_.fetch_add(1, std::memory_order_relaxed) + 1;
     if (blob_id == 0) blob_id = next_blob_id_.fetch_add(1, std::memory_order_relaxed) + 1; // B2: never 0
@@ -136,13 +138,14 @@ Bo* Device::bo_new_backing(uint64_t alloc_size, uint32_t flags, const char* name
     if (ret < 0) {
         if (iova) {
             std::lock_guard<std::mutex> g(lock_);
-            heap_->free(iova);
+            release_range_locked(range);
         }
         *err = ret;
         return nullptr;
     }
     Bo* bo = new Bo(this);
     bo->iova_ = iova;
+    bo->iova_block_ = range.block;
     bo->size_ = alloc_size;
     bo->alloc_size_ = alloc_size;
     bo->flags_ = flags;
@@ -239,10 +242,12 @@ Bo* Device::bo_import(int fd, int* err) {
         return nullptr;
     }
     size = page_align(size);
-    auto iova = alloc_iova(size, IovaHeap::kPageSize, err);
-    if (!iova) return nullptr;
+    auto range = alloc_iova(size, IovaHeap::kPageSize, err);
+    if (!range) return nullptr;
+    const std::optional<uint64_t> iova = range->iova;
     Bo* bo = new Bo(this);
     bo->iova_ = *iova;
+    bo->iova_block_ = range->block;
     bo->size_ = size;
     bo->alloc_size_ = size;
     bo->flags_ = kBoShared | kBoNoCache;
@@ -257,7 +262,7 @@ Bo* Device::bo_import(int fd, int* err) {
     }
     if (ret < 0) {
         std::lock_guard<std::mutex> g(lock_);
-        heap_->free(*iova);
+        release_range_locked(*range);
         delete bo;
         *err = ret;
         return nullptr;

@@ -31,6 +31,13 @@ void Device::flush_released_locked() {
     to_close_.clear();
 }
 
+void Device::release_range_locked(IovaHeap::Allocation range) {
+    if (range.block != 0)
+        heap_->release(range);
+    else
+        heap_->free(range.iova);
+}
+
 void Device::flush_released() {
     std::lock_guard<std::mutex> g(lock_);
     flush_released_locked();
@@ -41,19 +48,21 @@ void Device::flush_released() {
 // submits so quarantined ranges retire, up to this many attempts.
 constexpr int kAllocIovaMaxAttempts = 4;
 
-std::optional<uint64_t> Device::alloc_iova(uint64_t size, uint64_t align, int* err,
+// A range at `at` (replaying a capture's addresses) is allocated by address (block 0); any other
+// through the heap's handle API, whose block the bo keeps for the release (no address lookup).
+std::optional<IovaHeap::Allocation> Device::alloc_iova(uint64_t size, uint64_t align, int* err,
                                            std::optional<uint64_t> at) {
     for (int attempt = 0;; attempt++) {
         {
             std::lock_guard<std::mutex> g(lock_);
             if (attempt > 0) release_retired_locked();
-            std::optional<uint64_t> iova;
-            if (!at) iova = heap_->alloc(size, align);
-            else if (heap_->alloc_at(*at, size)) iova = at;
-            if (iova) {
-                va_peak_ = std::max(va_peak_, heap_->stats().live_bytes);
+            std::optional<IovaHeap::Allocation> range;
+            if (!at) range = heap_->allocate(size, align);
+            else if (heap_->alloc_at(*at, size)) range = IovaHeap::Allocation{*at, 0};
+            if (range) {
+                va_peak_ = std::max(va_peak_, heap_->live_bytes());
                 flush_released_locked();
-                return iova;
+                return range;
             }
             flush_released_locked();
         }
@@ -130,7 +139,7 @@ void Device::bo_destroy_backing(Bo* bo) {
     } else {
         parked_[bo->iova_] = ParkedObject{bo->handle_, res_id};
         release_retired_locked();
-        ParkStatus st = quarantine_->park(bo->iova_, fences);
+        ParkStatus st = quarantine_->park(IovaHeap::Allocation{bo->iova_, bo->iova_block_}, fences);
         if (st != ParkStatus::Parked && st != ParkStatus::Released) {
             // Not the heap's range (cannot happen for bos made here); drop the host object anyway.
             parked_.erase(bo->iova_);

@@ -585,6 +585,7 @@ IovaHeap::Stats IovaHeap::stats() const {
     s.peak_live_bytes = peak_live_units_ << unit_shift_;
     s.failed_allocs = failed_allocs_;
     s.bad_frees = bad_frees_;
+    s.address_index = indexed_;
     // The largest block is in the highest non-empty bin (bins are ordered by size).
     if (fl_bitmap_ != 0) {
         const unsigned fl = msb(fl_bitmap_);

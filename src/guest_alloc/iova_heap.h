@@ -80,6 +80,7 @@ public:
         uint64_t peak_live_bytes = 0;
         uint64_t failed_allocs = 0;  // includes invalid requests (size 0, bad alignment)
         uint64_t bad_frees = 0;      // free() of an address that is not a live allocation
+        bool address_index = false;  // a by-address call has been made: the iova -> block hash exists
     };
 
     // `start` is rounded up and `start + size` down to the unit, 4 KiB for ranges below 16 TiB
@@ -133,7 +134,8 @@ public:
     // Unit-rounded size of a live allocation, 0 if `iova` is not live.
     uint64_t allocation_size(uint64_t iova) const;
 
-    Stats stats() const;
+    Stats stats() const;  // walks the largest size class for largest_free: not for hot paths
+    uint64_t live_bytes() const { return live_units_ << unit_shift_; }
     uint64_t start() const { return base_unit_ << unit_shift_; }
     uint64_t size() const { return uint64_t{end_unit_} << unit_shift_; }
 

@@ -17,7 +17,7 @@ const char* what(ParkStatus status) {
     return "unknown park status";
 }
 
-uint32_t IovaQuarantine::new_entry(uint64_t iova, uint64_t bytes) {
+uint32_t IovaQuarantine::new_entry(IovaHeap::Allocation range, uint64_t bytes) {
     uint32_t e;
     if (!free_entries_.empty()) {
         e = free_entries_.back();
@@ -26,8 +26,8 @@ uint32_t IovaQuarantine::new_entry(uint64_t iova, uint64_t bytes) {
         e = static_cast<uint32_t>(entries_.size());
         entries_.push_back({});
     }
-    entries_[e] = Entry{iova, bytes, 0};
-    by_iova_.emplace(iova, e);
+    entries_[e] = Entry{range.iova, bytes, 0, range.block};
+    by_iova_.emplace(range.iova, e);
     bytes_ += bytes;
     return e;
 }
@@ -38,22 +38,26 @@ void IovaQuarantine::release_entry(uint32_t e) {
     bytes_ -= entry.bytes;
     // The owner undoes the range's other uses (e.g. the host mapping) before anyone can reuse it.
     if (release_hook_) release_hook_(entry.iova, entry.bytes);
-    heap_.free(entry.iova);
+    if (entry.block != 0)
+        heap_.release(IovaHeap::Allocation{entry.iova, entry.block});
+    else
+        heap_.free(entry.iova);
     free_entries_.push_back(e);
 }
 
-ParkStatus IovaQuarantine::park(uint64_t iova, std::span<const FencePoint> points) {
+ParkStatus IovaQuarantine::park(IovaHeap::Allocation range, std::span<const FencePoint> points) {
+    const uint64_t iova = range.iova;
     for (const FencePoint& p : points) {
         if (p.ring >= kMaxRings)
             return ParkStatus::BadRing;
     }
     if (by_iova_.count(iova) != 0)
         return ParkStatus::AlreadyParked;
-    const uint64_t bytes = heap_.allocation_size(iova);
+    const uint64_t bytes = range.block != 0 ? heap_.allocation_size(range) : heap_.allocation_size(iova);
     if (bytes == 0)
         return ParkStatus::NotLive;
 
-    const uint32_t e = new_entry(iova, bytes);
+    const uint32_t e = new_entry(range, bytes);
     for (const FencePoint& p : points) {
         Ring& ring = rings_[p.ring];
         if (ring.retired && seqno_reached(*ring.retired, p.seqno))

@@ -50,7 +50,12 @@ public:
     IovaQuarantine(const IovaQuarantine&) = delete;
     IovaQuarantine& operator=(const IovaQuarantine&) = delete;
 
-    ParkStatus park(uint64_t iova, std::span<const FencePoint> points);
+    // `range` as IovaHeap::allocate returned it goes back through release(); a range with block 0
+    // (alloc(), alloc_at()) through free(iova).
+    ParkStatus park(IovaHeap::Allocation range, std::span<const FencePoint> points);
+    ParkStatus park(uint64_t iova, std::span<const FencePoint> points) {
+        return park(IovaHeap::Allocation{iova, 0}, points);
+    }
     ParkStatus park(uint64_t iova, uint32_t ring, uint32_t seqno) {
         const FencePoint p{ring, seqno};
         return park(iova, std::span<const FencePoint>(&p, 1));
@@ -76,6 +81,7 @@ private:
         uint64_t iova;
         uint64_t bytes;
         uint32_t pending;  // fence points not yet retired; free-list link when unused
+        uint32_t block;    // IovaHeap::Allocation::block, 0 for a range allocated by address
     };
     struct Wait {
         uint32_t seqno;
@@ -86,7 +92,7 @@ private:
         std::optional<uint32_t> retired;
     };
 
-    uint32_t new_entry(uint64_t iova, uint64_t bytes);
+    uint32_t new_entry(IovaHeap::Allocation range, uint64_t bytes);
     void release_entry(uint32_t e);
 
     IovaHeap& heap_;
