@@ -131,8 +131,11 @@ std::optional<host::KernelEra> parse_era(const std::string& s) {
 }
 
 const ShimConfig& shim_config() {
-    static const ShimConfig config = read_config();
-    return config;
+    // Never destroyed: threads of the process the shim lives in (an in-process host still running
+    // an item while the program exits) read it after static destructors have run (ASan saw a
+    // use-after-free of node_path in stat() from the host thread at exit).
+    static const ShimConfig* const config = new ShimConfig(read_config());
+    return *config;
 }
 
 } // namespace fdnc::shim

@@ -229,8 +229,10 @@ private:
                 host_idle_ = false;
                 continue;
             }
-            if (Clock::now() < queue_.front().visible_at) {
-                host_cv_.wait_until(lk, queue_.front().visible_at);
+            if (const auto due = queue_.front().visible_at; Clock::now() < due) {
+                // A copy: wait_until keeps its argument across the unlock, and a post meanwhile
+                // may grow the RingQueue and move the element it refers to.
+                host_cv_.wait_until(lk, due);
                 continue;
             }
             Entry e = queue_.pop_front();

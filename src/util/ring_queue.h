@@ -4,7 +4,8 @@
 // producer and frees it on the consumer every few elements, and a free of another thread's
 // block takes that thread's malloc arena lock, which stalls the producer if it allocates at that
 // moment (the in-process host link's bo_new tail, bench/README.md). Capacity doubles when full
-// and stays.
+// and stays. Unlike std::deque, push_back may move every element: no reference to one may be
+// held across a push (or across an unlock that lets another thread push).
 #pragma once
 
 #include <cstddef>
