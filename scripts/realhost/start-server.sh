@@ -45,7 +45,16 @@ args=(--no-virgl --drm --no-fork --socket-path "$socket" --rendernode "$node")
 [[ $multi -eq 1 ]] && args+=(--multi-clients)
 
 rm -f "$socket"
-env=(LD_PRELOAD="$shim" FDNC_SHIM_NODE="$node" FDNC_SHIM_ERA="$era")
+# No MALLOC_PERTURB_ for the server (meson test sets one for every test): virgl_test_server 1.3
+# has a use after free that the scribble turns into a SIGSEGV. A client that leaves right after its
+# last fence signaled makes vtest_destroy_context free the context's pending timeline batches, then
+# virgl_renderer_context_destroy joins the msm renderer's fence thread, which may be retiring that
+# fence at that moment: vtest_write_context_fence reads batch->timeline from the freed batch
+# (backtrace in the realhost suite: thread_sync -> msm_renderer_fence_retire ->
+# vtest_signal_timeline(timeline=0xd2d2d2d2d2d2d2d2)). Unscribbled, the field still holds the
+# context's timeline, whose batch list destroy already emptied, so the read does nothing. No client
+# order avoids the window: the fence fd a client waits on signals before that thread runs.
+env=(-u MALLOC_PERTURB_ LD_PRELOAD="$shim" FDNC_SHIM_NODE="$node" FDNC_SHIM_ERA="$era")
 [[ -n "$delay" ]] && env+=(FDNC_SHIM_FENCE_DELAY_US="$delay")
 [[ -n "$log" ]] && env+=(FDNC_SHIM_LOG="$log")
 # virgl_test_server does not ignore SIGPIPE: a reply it writes to a client that already left
