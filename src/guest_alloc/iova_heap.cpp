@@ -50,13 +50,14 @@ IovaHeap::IovaHeap(uint64_t start, uint64_t size) {
     new_node();  // node 0 is kNil: list writes aimed at "no node" land there harmlessly
     nodes_[kNil].page = kNoUnit;  // matches no unit: a hash chain or list ends without a test
     sentinel_ = new_node();
-    nodes_[sentinel_] = make_node(end_unit_, kNil, kNil, kLive, kNil);  // never free, never merged
+    nodes_[sentinel_] = make_node(end_unit_, kNil, live_mark(kNil), kNil);  // never free, never merged
+    first_ = sentinel_;
     if (end_unit_ > 0) {
         const uint32_t n = new_node();
-        nodes_[n] = make_node(0, kNil, sentinel_, kNil, kNil);
-        nodes_[sentinel_].prev = n;
-        nodes_[sentinel_].link_prev = kLiveAboveFree;
+        nodes_[n] = make_node(0, sentinel_, kNil, kNil);
+        nodes_[sentinel_].link_prev = live_mark(n);
         insert_free<true>(n, end_unit_);
+        first_ = n;
     }
 }
 
@@ -150,9 +151,10 @@ FDNC_HOT_INLINE uint32_t IovaHeap::new_node() {
 [[gnu::noinline]] uint32_t IovaHeap::grow_pool() {
     // Grow by 1/16: the pool's slack is metadata too. Amortized O(1) all the same, and it only
     // happens while the live set grows.
+    assert(nodes_.size() < kPooled && "node indices must stay below kLiveBit");
     if (nodes_.size() == nodes_.capacity())
         nodes_.reserve(nodes_.size() + nodes_.size() / 16 + 8);
-    nodes_.push_back(make_node(0, kNil, kNil, kNil, kNil));
+    nodes_.push_back(make_node(0, kNil, kNil, kNil));
     return static_cast<uint32_t>(nodes_.size() - 1);
 }
 
@@ -214,6 +216,19 @@ FDNC_HOT_INLINE void IovaHeap::pop_head(unsigned bin, uint32_t next) {
     fl_bitmap_ = rows;
 }
 
+// Free block `with` takes free block old's place in list `bin` (old leaves it).
+FDNC_HOT_INLINE void IovaHeap::replace_free(uint32_t old, uint32_t with, unsigned bin) {
+    Node* const nodes = nodes_.data();
+    const uint32_t prev = nodes[old].link_prev, next = nodes[old].link_next;
+    nodes[with].link_prev = prev;  // stale, like old's, when old is the head
+    nodes[with].link_next = next;
+    if (bin_head_[bin] == old)
+        bin_head_[bin] = with;
+    else
+        nodes[prev].link_next = with;
+    nodes[next].link_prev = with;  // node 0 when old was the last
+}
+
 // Free block n grew or shrank from `old_units` to `units`: it changes lists only if its class did.
 FDNC_HOT_INLINE void IovaHeap::resize_free(uint32_t n, uint32_t old_units, uint32_t units) {
     const unsigned bin = bin_of(old_units);
@@ -230,24 +245,22 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
     uint32_t live = n;
     if (first != page(n)) {
         live = new_node();  // may move nodes_: no references across it
-        const uint32_t after = nodes_[n].next;
-        nodes_[live] = make_node(first, n, after, kLive, kNil);
-        nodes_[after].prev = live;
+        nodes_[live] = make_node(first, nodes_[n].next, live_mark(n), kNil);
         nodes_[n].next = live;
         insert_free<kMaybeTight>(n, first - page(n));
+    } else {
+        nodes_[n].link_prev = live_mark(kNil);  // n was free, so the block below it is live
     }
     const uint32_t end = first + units;
     const uint32_t after = nodes_[live].next;
+    uint32_t tail = kNil;  // the block above was above a free block (n); now above the tail, if any
     if (end != page(after)) {
-        const uint32_t tail = new_node();
-        nodes_[tail] = make_node(end, live, after, kNil, kNil);
-        nodes_[after].prev = tail;
+        tail = new_node();
+        nodes_[tail] = make_node(end, after, kNil, kNil);
         nodes_[live].next = tail;
         insert_free<kMaybeTight>(tail, page(after) - end);
     }
-    // The block above was above a free block (n) and now is above the tail or the live range.
-    nodes_[after].link_prev = live_mark(end != page(after));
-    nodes_[live].link_prev = live_mark(live != n);  // above the front padding, if any
+    nodes_[after].link_prev = live_mark(tail);
     return live;
 }
 
@@ -255,17 +268,19 @@ FDNC_HOT_INLINE uint32_t IovaHeap::carve(uint32_t n, uint32_t first, uint32_t un
 template <bool kMaybeTight>
 FDNC_HOT_INLINE uint32_t IovaHeap::take(uint32_t n, unsigned bin, uint32_t first, uint32_t units) {
     const uint32_t end = first + units;
-    const uint32_t hi = page(nodes_[n].next);
-    uint32_t live;
+    const uint32_t after = nodes_[n].next;
+    const uint32_t hi = page(after);
+    uint32_t live = n;
     if (first == page(n) && end != hi && bin_of(hi - end) == bin) {
-        // The rest stays in n's size class (a big block): n keeps its place in the list and only
-        // moves up; the live range is a new node in front of it.
-        live = new_node();
-        const uint32_t below = nodes_[n].prev;
-        nodes_[live] = make_node(first, below, n, kLive, kNil);
-        nodes_[below].next = live;  // node 0 when n is the first block
-        nodes_[n].prev = live;
-        nodes_[n].page = end;
+        // The rest stays in n's size class (a big block): n becomes the live range where it is
+        // and a new node for the rest takes n's list place.
+        const uint32_t rest = new_node();
+        nodes_[rest].page = end;
+        nodes_[rest].next = after;
+        replace_free(n, rest, bin);
+        nodes_[n].next = rest;
+        nodes_[n].link_prev = live_mark(kNil);
+        nodes_[after].link_prev = live_mark(rest);
     } else {
         remove_free(n, bin);
         live = carve<kMaybeTight>(n, first, units);
@@ -284,28 +299,30 @@ FDNC_HOT_INLINE uint32_t IovaHeap::take_head(uint32_t n, unsigned bin, uint32_t 
     const uint32_t after = nodes[n].next;
     const uint32_t hi = nodes[after].page;
     const uint32_t end = first + units;
-    uint32_t live = n;
+    const uint32_t live = n;
     if (end == hi) {  // exact fit: n becomes the live range
         pop_head(bin, nodes[n].link_next);
-        nodes[n].link_prev = kLive;  // n was free, so the block below is not
-        nodes[after].link_prev = kLive;
+        nodes[n].link_prev = live_mark(kNil);  // n was free, so the block below is not
+        nodes[after].link_prev = live_mark(kNil);
     } else if (bin_of(hi - end) == bin) {
-        // The rest stays in n's class: n keeps its list place and moves up; the live range is a
-        // new node in front of it. `after` still sits above a free block.
-        live = new_node();
+        // The rest stays in n's class: n becomes the live range where it is, and a new node for
+        // the rest takes n's place at the head of the list.
+        const uint32_t rest = new_node();
         nodes = nodes_.data();  // new_node may have grown the pool
-        const uint32_t below = nodes[n].prev;
-        nodes[live] = make_node(first, below, n, kLive, kNil);
-        nodes[below].next = live;  // node 0 when n is the first block
-        nodes[n].prev = live;
-        nodes[n].page = end;
+        const uint32_t second = nodes[n].link_next;
+        nodes[rest] = make_node(end, after, kNil, second);
+        nodes[second].link_prev = rest;  // node 0 when n was alone
+        bin_head_[bin] = rest;
+        nodes[n].next = rest;
+        nodes[n].link_prev = live_mark(kNil);
+        nodes[after].link_prev = live_mark(rest);
     } else {  // n becomes the live range, the rest a new free block above it
         pop_head(bin, nodes[n].link_next);
-        nodes[n].link_prev = kLive;
+        nodes[n].link_prev = live_mark(kNil);
         const uint32_t tail = new_node();
         nodes = nodes_.data();
-        nodes[tail] = make_node(end, n, after, kNil, kNil);
-        nodes[after].prev = tail;
+        nodes[tail] = make_node(end, after, kNil, kNil);
+        nodes[after].link_prev = live_mark(tail);
         nodes[n].next = tail;
         insert_free<false>(tail, hi - end);
     }
@@ -461,7 +478,7 @@ bool IovaHeap::bad_free() {
 FDNC_HOT_INLINE uint32_t IovaHeap::live_block(Allocation a) const {
     const uint32_t n = a.block;
     if (n - 1 >= nodes_.size() - 1 || nodes_[n].page != unit_of(a.iova) ||
-        nodes_[n].link_prev < kLiveAboveFree) [[unlikely]]  // n - 1 wraps for node 0
+        !(nodes_[n].link_prev & kLiveBit)) [[unlikely]]  // n - 1 wraps for node 0
         return kNil;
     return n;
 }
@@ -538,15 +555,15 @@ void IovaHeap::free(uint64_t iova) {
 FDNC_HOT_INLINE void IovaHeap::free_block(uint32_t n, uint32_t unit) {
     --live_ranges_;
 
-    // Immediate coalescing: a free block never has a free neighbour. A merged block keeps the
-    // node (and list place, if its class does not change) of the free neighbour it grows from.
-    const uint32_t prev = nodes_[n].prev;
+    // Immediate coalescing: a free block never has a free neighbour. The merged block keeps the
+    // lower node (the free block below, else n: the block below n is not known, nor needed).
+    const uint32_t below = free_below(n);  // kNil when the block below is live
     const uint32_t next = nodes_[n].next;
     const uint32_t hi = page(next);
     live_units_ -= hi - unit;
     const bool next_free = is_free(next);  // the sentinel is never free
-    if (nodes_[n].link_prev == kLiveAboveFree) {  // the block below is free: no need to read it
-        const uint32_t lo = page(prev);
+    if (below != kNil) {
+        const uint32_t lo = page(below);
         uint32_t after = next, end = hi;
         if (next_free) {
             after = nodes_[next].next;
@@ -554,20 +571,26 @@ FDNC_HOT_INLINE void IovaHeap::free_block(uint32_t n, uint32_t unit) {
             remove_free(next, bin_of(end - hi));
             release_node(next);
         }
-        nodes_[prev].next = after;
-        nodes_[after].prev = prev;
-        nodes_[after].link_prev = kLiveAboveFree;
+        nodes_[below].next = after;
+        nodes_[after].link_prev = live_mark(below);
         release_node(n);
-        resize_free(prev, unit - lo, end - lo);
+        resize_free(below, unit - lo, end - lo);
     } else if (next_free) {
-        const uint32_t end = page(nodes_[next].next);
-        nodes_[next].page = unit;
-        nodes_[next].prev = prev;
-        nodes_[prev].next = next;  // node 0 when n was the first block
-        release_node(n);
-        resize_free(next, end - hi, end - unit);
+        // n takes over the free block above: its list place if the class stays, else a new one.
+        const uint32_t after = nodes_[next].next;
+        const uint32_t end = page(after);
+        const unsigned bin = bin_of(end - hi);
+        nodes_[n].next = after;
+        nodes_[after].link_prev = live_mark(n);
+        if (bin_of(end - unit) == bin) {
+            replace_free(next, n, bin);
+        } else {
+            remove_free(next, bin);
+            insert_free<true>(n, end - unit);
+        }
+        release_node(next);
     } else {
-        nodes_[next].link_prev = kLiveAboveFree;
+        nodes_[next].link_prev = live_mark(n);
         insert_free<true>(n, hi - unit);
     }
 }
@@ -599,37 +622,34 @@ IovaHeap::Stats IovaHeap::stats() const {
 }
 
 bool IovaHeap::check_invariants() const {
-    // Address chain: from the sentinel backwards, contiguous, no two free blocks adjacent.
+    // Address chain: from the block at unit 0 upwards, contiguous, no two free blocks adjacent,
+    // each live block naming the free block below it.
     uint64_t blocks = 0, free_blocks = 0, live = 0, live_units = 0;
-    uint32_t n = nodes_[sentinel_].prev;
-    uint32_t after = sentinel_;
-    while (n != kNil) {
-        if (nodes_[n].next != after || page(n) >= page(after))
+    if (page(first_) != 0 || (end_unit_ == 0) != (first_ == sentinel_))
+        return false;
+    uint32_t below = kNil;  // the block below n when it is free
+    for (uint32_t n = first_; n != sentinel_; n = nodes_[n].next) {
+        const uint32_t after = nodes_[n].next;
+        if (after == kNil || page(after) <= page(n) || ++blocks > nodes_.size())
             return false;
         if (is_free(n)) {
-            if (is_free(after))
+            if (below != kNil || nodes_[n].link_prev == kPooled)
                 return false;
             ++free_blocks;
-        } else {
-            if (indexed_ && find_live((base_unit_ + page(n)) << unit_shift_) != n)
-                return false;
-            const uint32_t below = nodes_[n].prev;
-            if (nodes_[n].link_prev != live_mark(below != kNil && is_free(below)))
-                return false;
-            ++live;
-            live_units += block_units(n);
+            below = n;
+            continue;
         }
-        ++blocks;
-        after = n;
-        n = nodes_[n].prev;
+        if (indexed_ && find_live((base_unit_ + page(n)) << unit_shift_) != n)
+            return false;
+        if (nodes_[n].link_prev != live_mark(below))
+            return false;
+        below = kNil;
+        ++live;
+        live_units += block_units(n);
     }
-    if (blocks != 0 && page(after) != 0)
-        return false;
-    const uint32_t last = nodes_[sentinel_].prev;
     if (nodes_[kNil].page != kNoUnit || nodes_[kNil].link_next != kNil)
         return false;
-    if (live != live_ranges_ || live_units != live_units_ || is_free(sentinel_) ||
-        nodes_[sentinel_].link_prev != live_mark(last != kNil && is_free(last)))
+    if (live != live_ranges_ || live_units != live_units_ || nodes_[sentinel_].link_prev != live_mark(below))
         return false;
     // Size-class lists and bitmaps.
     uint64_t listed = 0;
@@ -667,9 +687,9 @@ uint32_t IovaHeap::find_live(uint64_t iova) const {
         return kNil;
     if (!indexed_) {
         // Only the handle API has been used, so there is no index: walk the blocks (O(blocks)).
-        for (uint32_t n = nodes_[sentinel_].prev; n != kNil; n = nodes_[n].prev) {
-            if (page(n) <= unit)
-                return page(n) == unit && !is_free(n) ? n : kNil;
+        for (uint32_t n = first_; n != sentinel_ && page(n) <= unit; n = nodes_[n].next) {
+            if (page(n) == unit)
+                return is_free(n) ? kNil : n;
         }
         return kNil;
     }
@@ -698,7 +718,7 @@ FDNC_HOT_INLINE void IovaHeap::hash_insert(uint32_t n) {
     buckets_.assign(size_t{1} << bits, kNil);
     bucket_shift_ = 32 - bits;
     hash_limit_ = hash_limit(buckets_.size());
-    for (uint32_t n = nodes_[sentinel_].prev; n != kNil; n = nodes_[n].prev) {
+    for (uint32_t n = first_; n != sentinel_; n = nodes_[n].next) {
         if (!is_free(n)) {
             uint32_t& head = buckets_[bucket_of(page(n))];
             nodes_[n].link_next = head;

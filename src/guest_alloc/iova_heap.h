@@ -10,15 +10,19 @@
 // power-of-two unit that keeps it below 2^32 units (64 KiB, 128 KiB, ...), and sizes and
 // alignments there are rounded to that unit.
 //
-// Blocks. The range is tiled by blocks, live or free; each is a 20-byte Node in a pool
+// Blocks. The range is tiled by blocks, live or free; each is a 16-byte Node in a pool
 // (std::vector indexed by u32, recycled through a free-node list, grown by 1/16 at a time; after
-// warm-up nothing is allocated). A node holds its first unit, its neighbours by address
-// (prev/next) and two links: a free block's size-class list (link_prev, link_next), a live
-// block's hash chain (link_next; link_prev = kLive marks it live). A block's size is
-// next.page - page; a sentinel node at the end of the range makes that hold for the last block.
-// "No node" (kNil) is node 0, a real unused node, so list updates write to it instead of testing
-// for a missing neighbour; its page is kNoUnit, which no lookup matches. The fields are ordered so
-// that the ones read together (link_next + page, page + link_prev) share a cache line.
+// warm-up nothing is allocated). A node holds its first unit, its neighbour above (next) and two
+// links: a free block's size-class list (link_prev, link_next); a live block's hash chain
+// (link_next) and, in link_prev, kLiveBit (which marks it live) or'ed with the free block just
+// below it (kNil when the block below is live or there is none). That is the only downward link
+// the heap needs: free blocks are never adjacent, so the block below a free block is live and
+// never changes with it, and the block at unit 0 keeps its node for good (first_), so the blocks
+// can be walked upwards from there. A block's size is next.page - page; a sentinel node at the
+// end of the range makes that hold for the last block. "No node" (kNil) is node 0, a real unused
+// node, so list updates write to it instead of testing for a missing neighbour; its page is
+// kNoUnit, which no lookup matches. The fields are ordered so that the ones read together
+// (link_next + page, page + link_prev) sit side by side; four nodes fill a cache line.
 //
 // Size classes. A size of p units maps to a bin: p itself for p < 32 (exact bins), else
 // 32 * (msb(p) - 4) + the next 5 bits below the msb (32 linear sub-bins per power of two, class
@@ -53,10 +57,11 @@
 // through handles never has one, which is both its speed and its metadata. Node 0's page is kNoUnit, so a
 // chain walk compares pages only and tests for its end only after a mismatch. The block
 // merges with a free neighbour below and/or above at once, so two free blocks are never adjacent
-// and an empty heap is one block again; the merged block keeps the neighbour's node, and its
-// list place when its class does not change.
+// and an empty heap is one block again; the merged block keeps the lower node (the free one
+// below, else its own), and the list place of the block it grew from when its class does not
+// change.
 //
-// Metadata. 20 bytes per block (after warm-up 1.1-1.4 blocks per live range), plus, with the
+// Metadata. 16 bytes per block (after warm-up 1.1-1.4 blocks per live range), plus, with the
 // address index, 2-8 bytes of buckets per live range (bench/README.md has the measured bytes per
 // live range); fixed: 4 KiB of bin heads and 132 B of bitmaps in the object.
 #pragma once
@@ -151,32 +156,29 @@ private:
     // testing for a missing neighbour first.
     static constexpr uint32_t kNil = 0;
     static constexpr uint32_t kNoUnit = 0xffffffffu;  // never a first unit (the range ends below)
-    // link_prev of a live node (or the sentinel) says whether the block below it is free, so
-    // free() knows whether to merge down without reading that block.
-    static constexpr uint32_t kLive = 0xfffffffeu;
-    static constexpr uint32_t kLiveAboveFree = 0xfffffffdu;
-    static constexpr uint32_t kPooled = 0xfffffffcu;  // link_prev of a node in the free-node pool
+    // link_prev of a live node (or the sentinel): kLiveBit | the free block below it (kNil when
+    // the block below is live), so free() finds the block to merge with without a search. Node
+    // indices stay below 2^31 (that many 16-byte nodes would be 32 GiB).
+    static constexpr uint32_t kLiveBit = 0x80000000u;
+    static constexpr uint32_t kPooled = 0x7fffffffu;  // link_prev of a node in the free-node pool
     static constexpr unsigned kSlBits = 5;
     static constexpr unsigned kSlCount = 1u << kSlBits;
     static constexpr unsigned kFlCount = 32;
     static constexpr unsigned kBinCount = kFlCount * kSlCount;
     static constexpr unsigned kMaxProbes = 4;
 
-    // Field order: 1 node in 4 straddles two cache lines, so the fields read together sit
-    // together: link_next + page (a hash chain step), page + link_prev (is the block free).
+    // Field order: the fields read together sit together: link_next + page (a hash chain step),
+    // page + link_prev (is the block free).
     struct Node {
         uint32_t link_next;  // free: size-class list; live: hash chain; pooled: node free list
         uint32_t page;       // first unit, relative to the range start
-        uint32_t link_prev;  // free: size-class list; live: kLive or kLiveAboveFree; pooled: kPooled
+        uint32_t link_prev;  // free: size-class list; live: kLiveBit | free block below; pooled: kPooled
         uint32_t next;       // neighbour above (the sentinel for the last block)
-        uint32_t prev;       // neighbour below (kNil for the first block)
     };
-    static_assert(sizeof(Node) == 20, "metadata budget: 20 B per block");
-    static Node make_node(uint32_t page, uint32_t prev, uint32_t next, uint32_t link_prev,
-                          uint32_t link_next) {
+    static_assert(sizeof(Node) == 16, "metadata budget: 16 B per block");
+    static Node make_node(uint32_t page, uint32_t next, uint32_t link_prev, uint32_t link_next) {
         Node n;
         n.page = page;
-        n.prev = prev;
         n.next = next;
         n.link_prev = link_prev;
         n.link_next = link_next;
@@ -186,8 +188,10 @@ private:
     // Past 7/8 occupancy the heap trades a little speed for packing (see alloc()).
     bool nearly_full() const { return live_units_ > tight_units_; }
     uint32_t page(uint32_t n) const { return nodes_[n].page; }
-    bool is_free(uint32_t n) const { return nodes_[n].link_prev < kLiveAboveFree; }
-    static uint32_t live_mark(bool free_below) { return free_below ? kLiveAboveFree : kLive; }
+    bool is_free(uint32_t n) const { return nodes_[n].link_prev < kLiveBit; }
+    // link_prev of a live block whose neighbour below is `free_below` (kNil: not a free block).
+    static uint32_t live_mark(uint32_t free_below) { return kLiveBit | free_below; }
+    uint32_t free_below(uint32_t live) const { return nodes_[live].link_prev & ~kLiveBit; }
     uint32_t block_units(uint32_t n) const { return page(nodes_[n].next) - page(n); }
 
     static unsigned bin_of(uint32_t units);
@@ -201,6 +205,7 @@ private:
     template <bool kMaybeTight>
     void insert_free(uint32_t n, uint32_t units);
     void remove_free(uint32_t n, unsigned bin);
+    void replace_free(uint32_t old, uint32_t with, unsigned bin);  // `with` takes old's list place
     void pop_head(unsigned bin, uint32_t next);
     void resize_free(uint32_t n, uint32_t old_units, uint32_t units);
     // kMaybeTight false: the caller knows the heap is not nearly full (insert_free's ordering).
@@ -238,6 +243,7 @@ private:
     uint32_t end_unit_ = 0;  // relative; the sentinel's page
     uint32_t tight_units_ = 0;  // 7/8 of end_unit_
     uint32_t sentinel_ = kNil;
+    uint32_t first_ = kNil;  // the block at unit 0 (the sentinel in an empty range): never changes
     // live_ranges_ and live_units_ are not neighbours: GCC would otherwise update the pair with
     // SSE (a dozen instructions for two adds).
     uint64_t live_ranges_ = 0;
