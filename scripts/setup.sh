@@ -8,13 +8,14 @@ FDNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FDNC_BUILD="${FDNC_BUILD:-$FDNC_ROOT/build}"
 
 # Build + test dependencies. The core library needs only libdrm and threads; the tools use the rest
-# (EGL + GLES2 only for tools/fdnc-glframes, which is skipped without them).
+# (EGL + GLES2 only for tools/fdnc-glframes, which is skipped without them). gdb reads the core of
+# a real virgl_test_server that died in the realhost suite (scripts/realhost/start-server.sh).
 FDNC_PACKAGES=(
   meson ninja-build g++ pkg-config
   libdrm-dev zlib1g-dev
   catch2 libbenchmark-dev libcli11-dev nlohmann-json3-dev
   libegl-dev libgles-dev
-  python3
+  python3 gdb
 )
 
 source "$FDNC_ROOT/scripts/lib/packages.sh"

@@ -36,6 +36,10 @@ case "$era" in classic|novma|vmbind) ;; *) die "--era must be classic, novma or 
 shim="${shim:-$BUILD/src/drm_shim/libfdnc_drm_shim.so}"
 [[ -f "$shim" ]] || die "shim not found: $shim (build it: ninja -C $BUILD src/drm_shim/libfdnc_drm_shim.so)"
 shim="$(cd "$(dirname "$shim")" && pwd)/$(basename "$shim")"
+# The server runs in a directory of its own (for its core file): every path it gets is absolute.
+socket="$(realpath -m "$socket")"
+server_log="$(realpath -m "$server_log")"
+[[ -n "$log" ]] && log="$(realpath -m "$log")"
 
 server="$(bash "$ROOT/scripts/realhost/build-virglrenderer.sh" | tail -n 1)"
 [[ -x "$server" ]] || die "no virgl_test_server ($server)"
@@ -63,19 +67,49 @@ env=(-u MALLOC_PERTURB_ LD_PRELOAD="$shim" FDNC_SHIM_NODE="$node" FDNC_SHIM_ERA=
 trap '' PIPE
 : >"$server_log"
 pidfile="$(mktemp)"
+core_dir="$(mktemp -d "${TMPDIR:-/tmp}/fdnc-server-core.XXXXXX")"
+
+# The backtrace of the thread that took the fatal signal, from the server's core file. No handler
+# can report a fault in the renderer's threads: u_thread_create starts them with every signal but
+# SIGSYS blocked, so the kernel kills the server on the spot (neither the server's "SIGSEGV!"
+# handler nor the shim's crash report runs); the core is what is left.
+core_report() {
+  local core pattern
+  core="$(find "$core_dir" -maxdepth 1 -name 'core*' -type f | head -n 1)"
+  pattern="$(cat /proc/sys/kernel/core_pattern 2>/dev/null || echo '?')"
+  if [[ -z "$core" ]]; then
+    echo "start-server: no core file (core_pattern '$pattern', core size limit $(ulimit -c))"
+  elif ! command -v gdb >/dev/null; then
+    echo "start-server: core file $core, but no gdb to read it"
+  else
+    echo "start-server: backtrace of the thread that died (from its core file):"
+    # The marker skips the frame gdb prints on loading the core (the same as bt's #0).
+    gdb -batch -nx -ex 'echo fdnc-core-report\n' -ex 'info threads' -ex 'bt 30' "$server" "$core" 2>/dev/null |
+      sed -n '/^fdnc-core-report$/,$p' | grep -E '^(#|\*? +[0-9]+ +Thread)' | sed 's/^/  /' || true
+  fi
+}
+
 # A watcher waits for the server and appends how it ended to its log: a server killed by a signal
 # (SIGSEGV, SIGABRT, SIGPIPE) otherwise leaves nothing behind, and the caller is not its parent.
 (
+  cd "$core_dir"
+  ulimit -c unlimited 2>/dev/null || true
   # stdbuf -oL: the server's stdout lines ("client context created") reach the log as they are
   # written, not in a 4 KiB block a sudden death throws away.
   env "${env[@]}" setsid stdbuf -oL "$server" "${args[@]}" </dev/null >>"$server_log" 2>&1 &
   echo $! >"$pidfile"
   wait $! && rc=0 || rc=$?
+  # The report lands in the log in one piece, its first line last to be written: a reader that
+  # sees "start-server: virgl_test_server ..." has the backtrace too.
   if (( rc > 128 )); then
-    echo "start-server: virgl_test_server killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >>"$server_log"
+    echo "start-server: virgl_test_server killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >report
+    # SIGKILL and SIGTERM (how callers stop it) leave no core to look for.
+    if (( rc - 128 != 9 && rc - 128 != 15 )); then core_report >>report 2>&1 || true; fi
   else
-    echo "start-server: virgl_test_server exited with status $rc" >>"$server_log"
+    echo "start-server: virgl_test_server exited with status $rc" >report
   fi
+  cat report >>"$server_log"
+  cd / && rm -rf "$core_dir"
 ) </dev/null >/dev/null 2>&1 &
 trap - PIPE
 for _ in $(seq 100); do [[ -s "$pidfile" ]] && break; sleep 0.01; done

@@ -16,6 +16,7 @@ Exit status: 0 every scenario passed on both hosts and they agree, 1 otherwise, 
 import argparse
 import collections
 import json
+import re
 import os
 import signal
 import subprocess
@@ -254,6 +255,29 @@ def settle(a, hosts):
         h.idle_fds = fd_count(h.pid)
 
 
+def death_report_check(a, tmp):
+    """The suite's own diagnosis must work: a real server killed by SIGABRT (which dumps core, like
+    the SIGSEGV that killed it in a renderer thread twice before anyone could say where) must leave
+    'killed by signal 6' and the dead thread's backtrace in its log. Problems, [] when it does."""
+    h = start_real(a, "classic", tmp, 0, "death")
+    run_client([a.info, "vtest:" + h.socket], timeout=60)
+    os.kill(h.pid, signal.SIGABRT)
+    end = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < end and "start-server: virgl_test_server " not in text:
+        time.sleep(0.1)
+        text = "\n".join(tail_of(h.server_log, 200))
+    h.stop()
+    problems = []
+    if "killed by signal 6 (ABRT)" not in text:
+        problems.append("no 'killed by signal 6 (ABRT)' line in the server log")
+    if not re.search(r"^  #\d+ .* in vtest_server_run \(", text, re.M):
+        problems.append("no backtrace through vtest_server_run in the server log")
+    if problems:
+        problems += ["  " + l for l in tail_of(h.server_log, 15)]
+    return problems
+
+
 def run_client(cmd, env=None, timeout=300):
     t0 = time.monotonic()
     try:
@@ -416,9 +440,15 @@ def main():
                             problems.append(f"{kind}: fd count {ob['fds']} after the client left, idle {idle}")
                         if ob["fds"] < 0:  # the server is gone: say what it said last
                             h = hosts[0] if kind == "hostsim" else hosts[1]
-                            time.sleep(0.2)  # start-server.sh's watcher appends how it ended
+                            if kind == "real":  # start-server.sh's watcher appends how it ended
+                                end = time.monotonic() + 60  # reading a core with gdb takes seconds
+                                while time.monotonic() < end and "start-server: virgl_test_server " not in \
+                                        "".join(tail_of(h.server_log, 200)):
+                                    time.sleep(0.1)
                             problems.append(f"{kind}: the server died; its last words:")
-                            problems += ["  " + l for l in tail_of(h.server_log, 15)]
+                            # 40 lines: the log's end, and the dead thread's backtrace when a core
+                            # was left (start-server.sh).
+                            problems += ["  " + l for l in tail_of(h.server_log, 40)]
                     for k, n in obs["real"]["view"].probe_failures.items():
                         if k.split()[0] not in PROBE_FAILURES_ALLOWED:
                             problems.append(f"real: failing probe call {k} x{n}")
@@ -446,6 +476,17 @@ def main():
             finally:
                 for h in hosts:
                     h.stop()
+        log("== the suite's own diagnosis")
+        try:
+            problems = death_report_check(a, tmp)
+        except (RuntimeError, subprocess.TimeoutExpired, ValueError) as e:
+            problems = [f"starting the server: {e}"]
+        log(f"  [{'ok' if not problems else 'FAIL':4}] a server that dies leaves its backtrace in the report")
+        for p in problems:
+            log("         " + p)
+        failed += bool(problems)
+        results.append({"era": "classic", "gpu_us": 0, "scenario": "death report", "ok": not problems,
+                        "problems": problems})
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
