@@ -99,8 +99,8 @@ core_report() {
   env "${env[@]}" setsid stdbuf -oL "$server" "${args[@]}" </dev/null >>"$server_log" 2>&1 &
   echo $! >"$pidfile"
   wait $! && rc=0 || rc=$?
-  # The report lands in the log in one piece, its first line last to be written: a reader that
-  # sees "start-server: virgl_test_server ..." has the backtrace too.
+  # The report is written aside and lands in the log in one piece: a reader that sees
+  # "start-server: virgl_test_server ..." there has the backtrace too.
   if (( rc > 128 )); then
     echo "start-server: virgl_test_server killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo '?'))" >report
     # SIGKILL and SIGTERM (how callers stop it) leave no core to look for.
